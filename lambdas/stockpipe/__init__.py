@@ -1,0 +1,1 @@
+"""Shared runtime library of the stock-pipeline Lambdas (copied into both images)."""

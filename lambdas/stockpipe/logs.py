@@ -1,0 +1,64 @@
+"""Structured JSON logs (one object per line) and CloudWatch Embedded Metric Format.
+
+CloudWatch turns an EMF log line into metrics without any API call, so alarms cost nothing extra.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any
+
+METRIC_NAMESPACE = "StockPipeline"
+_RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "timestamp": round(record.created, 3),
+        }
+        entry.update({k: v for k, v in record.__dict__.items() if k not in _RESERVED})
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            entry["exception"] = f"{type(exc).__name__}: {str(exc)[:500]}"
+        return json.dumps(entry, default=str)
+
+
+def get_logger(name: str) -> logging.Logger:
+    """A logger writing JSON lines to stdout (what Lambda ships to CloudWatch Logs)."""
+    root = logging.getLogger("stockpipe")
+    if not any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(JsonFormatter())
+        root.addHandler(handler)
+        root.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
+        root.propagate = False
+    return logging.getLogger(f"stockpipe.{name}" if not name.startswith("stockpipe") else name)
+
+
+def emf_fields(
+    metrics: Mapping[str, float], *, dimensions: Mapping[str, str], unit: str = "Count"
+) -> dict[str, Any]:
+    """Fields that make a JSON log line an EMF record for METRIC_NAMESPACE."""
+    return {
+        "_aws": {
+            "Timestamp": int(time.time() * 1000),
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": METRIC_NAMESPACE,
+                    "Dimensions": [list(dimensions)],
+                    "Metrics": [{"Name": name, "Unit": unit} for name in metrics],
+                }
+            ],
+        },
+        **dimensions,
+        **metrics,
+    }

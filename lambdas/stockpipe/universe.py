@@ -1,0 +1,37 @@
+"""The ticker universe: ``config/universe.json`` in the data bucket, written by the Pulumi program."""
+
+from __future__ import annotations
+
+import json
+
+from stockpipe.objectstore import ObjectStore
+from stockpipe.tickers import normalize_tickers
+
+UNIVERSE_KEY = "config/universe.json"
+
+
+def load_universe(store: ObjectStore) -> list[str]:
+    """The stored universe, validated; ValueError naming the object when missing or malformed."""
+    stored = store.get(UNIVERSE_KEY)
+    where = store.describe(UNIVERSE_KEY)
+    if stored is None:
+        raise ValueError(f"no tickers given and no universe at {where} (pulumi up writes it from stack config)")
+    try:
+        tickers = json.loads(stored.body)
+    except ValueError:
+        raise ValueError(f"{where} is not valid JSON") from None
+    if not isinstance(tickers, list):
+        raise ValueError(f"{where} must be a JSON list of tickers, got {type(tickers).__name__}")
+    return normalize_tickers(tickers)
+
+
+def save_universe(store: ObjectStore, tickers: list[str]) -> None:
+    """Used by local runs and tests; in AWS the Pulumi program writes this object."""
+    body = json.dumps(normalize_tickers(tickers)).encode()
+    current = store.get(UNIVERSE_KEY)
+    store.put(
+        UNIVERSE_KEY,
+        body,
+        expected_version=current.version if current else None,
+        content_type="application/json",
+    )

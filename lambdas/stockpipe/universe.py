@@ -15,7 +15,9 @@ def load_universe(store: ObjectStore) -> list[str]:
     stored = store.get(UNIVERSE_KEY)
     where = store.describe(UNIVERSE_KEY)
     if stored is None:
-        raise ValueError(f"no tickers given and no universe at {where} (pulumi up writes it from stack config)")
+        raise ValueError(
+            f"no tickers given and no universe at {where} (pulumi up writes it from stack config)"
+        )
     try:
         tickers = json.loads(stored.body)
     except ValueError:

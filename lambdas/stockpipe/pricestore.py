@@ -1,0 +1,150 @@
+"""Daily prices as Parquet, one object per ticker-year: the dataset's public layout.
+
+``prices/daily/ticker=<T>/year=<Y>/data.parquet`` under the store root, schema ``PRICE_SCHEMA``, rows
+sorted and unique by date, zstd. Writes are upserts done as compare-and-swap loops, so concurrent writers
+of the same ticker-year never lose each other's rows.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from stockpipe.errors import PreconditionFailed, StoreError
+from stockpipe.objectstore import ObjectStore
+from stockpipe.prices import PRICE_SCHEMA, empty_table, normalize
+
+PRICES_PREFIX = "prices/daily"
+# Parquet key-value metadata: when the oldest rows of the object were fetched. Tiingo restates adjusted
+# columns after each split/dividend, so rows fetched before an event carry stale adj_* values.
+ADJUSTED_AS_OF = b"stockpipe.adjusted_as_of"
+
+
+def ticker_prefix(ticker: str) -> str:
+    return f"{PRICES_PREFIX}/ticker={ticker}/"
+
+
+def object_key(ticker: str, year: int) -> str:
+    return f"{ticker_prefix(ticker)}year={year}/data.parquet"
+
+
+def merge(stored: pa.Table, new: pa.Table) -> pa.Table:
+    """Upsert: rows of ``new`` replace stored rows of the same date; other stored rows are kept."""
+    if stored.num_rows == 0:
+        return normalize(new)
+    if new.num_rows == 0:
+        return stored
+    kept = stored.filter(pc.invert(pc.is_in(stored.column("date"), value_set=new.column("date"))))
+    return normalize(pa.concat_tables([kept, new]))
+
+
+def encode(table: pa.Table, adjusted_as_of: datetime) -> bytes:
+    table = table.replace_schema_metadata({ADJUSTED_AS_OF: adjusted_as_of.isoformat().encode()})
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
+
+
+@dataclass(frozen=True)
+class YearObject:
+    table: pa.Table
+    adjusted_as_of: datetime | None
+    version: str | None
+
+
+def decode(body: bytes, version: str | None = None) -> YearObject:
+    table = pq.read_table(io.BytesIO(body))
+    raw = (table.schema.metadata or {}).get(ADJUSTED_AS_OF)
+    as_of = datetime.fromisoformat(raw.decode()) if raw else None
+    return YearObject(table.replace_schema_metadata(None).cast(PRICE_SCHEMA), as_of, version)
+
+
+class PriceStore:
+    def __init__(
+        self,
+        store: ObjectStore,
+        *,
+        max_attempts: int = 20,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.store = store
+        self.max_attempts = max_attempts
+        self.sleep = sleep
+
+    def read_year(self, ticker: str, year: int) -> YearObject:
+        stored = self.store.get(object_key(ticker, year))
+        if stored is None:
+            return YearObject(empty_table(), None, None)
+        return decode(stored.body, stored.version)
+
+    def years(self, ticker: str) -> list[int]:
+        prefix = ticker_prefix(ticker)
+        found = set()
+        for key in self.store.list_keys(prefix):
+            part = key[len(prefix) :].split("/", 1)[0]
+            if part.startswith("year=") and part[5:].isdigit():
+                found.add(int(part[5:]))
+        return sorted(found)
+
+    def read_ticker(self, ticker: str) -> pa.Table:
+        tables = [self.read_year(ticker, year).table for year in self.years(ticker)]
+        return pa.concat_tables(tables) if tables else empty_table()
+
+    def last_date(self, ticker: str) -> date | None:
+        for year in reversed(self.years(ticker)):
+            table = self.read_year(ticker, year).table
+            if table.num_rows:
+                return pc.max(table.column("date")).as_py()
+        return None
+
+    def oldest_adjusted_as_of(self, ticker: str) -> tuple[date | None, datetime | None]:
+        """(first stored date, oldest fetch time of any stored row); (None, None) when nothing is stored."""
+        first: date | None = None
+        oldest: datetime | None = None
+        for year in self.years(ticker):
+            obj = self.read_year(ticker, year)
+            if obj.table.num_rows and first is None:
+                first = pc.min(obj.table.column("date")).as_py()
+            if obj.adjusted_as_of and (oldest is None or obj.adjusted_as_of < oldest):
+                oldest = obj.adjusted_as_of
+        return first, oldest
+
+    def upsert(self, ticker: str, table: pa.Table, *, fetched_at: datetime) -> int:
+        """Store ``table``'s rows (any years) for ticker; returns the number of rows upserted."""
+        if table.num_rows == 0:
+            return 0
+        years = pc.year(table.column("date"))
+        for year in pc.unique(years).to_pylist():
+            self._upsert_year(ticker, year, table.filter(pc.equal(years, year)), fetched_at)
+        return table.num_rows
+
+    def _upsert_year(self, ticker: str, year: int, rows: pa.Table, fetched_at: datetime) -> None:
+        key = object_key(ticker, year)
+        for attempt in range(self.max_attempts):
+            current = self.read_year(ticker, year)
+            merged = merge(current.table, rows)
+            if current.version is not None and merged.equals(current.table):
+                return  # same rows already stored: no new object version
+            # The object is only as fresh as its oldest row that this write does not replace.
+            keeps_older_rows = (
+                current.table.num_rows > 0
+                and not pc.all(pc.is_in(current.table.column("date"), value_set=rows.column("date"))).as_py()
+            )
+            as_of = fetched_at
+            if keeps_older_rows and current.adjusted_as_of:
+                as_of = min(current.adjusted_as_of, fetched_at)
+            try:
+                self.store.put(key, encode(merged, as_of), expected_version=current.version)
+                return
+            except PreconditionFailed:
+                # Another writer updated the object: re-read, re-merge, try again (jittered backoff).
+                self.sleep(random.uniform(0, min(1.0, 0.02 * 2**attempt)))
+        raise StoreError(f"gave up writing {self.store.describe(key)} after {self.max_attempts} conflicts")

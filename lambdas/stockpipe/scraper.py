@@ -1,0 +1,247 @@
+"""The price scraper: fetch each ticker's bars from Tiingo and upsert them into the Parquet store.
+
+Two modes, chosen by the event: a fixed range (what the backfill orchestrator sends) or catch-up (the
+daily schedule: from the last stored date minus a lookback, so Tiingo's late corrections are re-read).
+One ticker's failure never stops the others, except failures that would fail every ticker the same way
+(bad token, exhausted quota): those stop further requests at once instead of burning the quota.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from stockpipe.errors import AuthenticationError, RateLimitError, StockpipeError
+from stockpipe.logs import emf_fields, get_logger
+from stockpipe.objectstore import ObjectStore, open_store
+from stockpipe.prices import date_bounds
+from stockpipe.pricestore import PriceStore
+from stockpipe.ratelimit import RateLimiter
+from stockpipe.scrape_event import ScrapeRequest, parse_scrape_event
+from stockpipe.secrets import resolve_token
+from stockpipe.settings import data_location, env_int
+from stockpipe.tiingo import DEFAULT_BASE_URL, RequestStats, TiingoClient
+from stockpipe.universe import load_universe
+
+log = get_logger("scraper")
+
+
+@dataclass(frozen=True)
+class ScraperSettings:
+    concurrency: int = 8
+    lookback_days: int = 7
+    requests_per_hour: int = 0  # 0: no client-side limit
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ScraperSettings:
+        return cls(
+            concurrency=env_int(env, "SCRAPER_CONCURRENCY", cls.concurrency, minimum=1),
+            lookback_days=env_int(env, "LOOKBACK_DAYS", cls.lookback_days),
+            requests_per_hour=env_int(env, "TIINGO_REQUESTS_PER_HOUR", cls.requests_per_hour),
+        )
+
+
+@dataclass
+class ScraperRuntime:
+    """What a scrape needs, built once per process (a Lambda cold start or a local run)."""
+
+    store: ObjectStore
+    client: TiingoClient
+    settings: ScraperSettings = field(default_factory=ScraperSettings)
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    prices: PriceStore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.prices = PriceStore(self.store)
+
+
+def runtime_from_env(
+    env: Mapping[str, str] = os.environ, *, s3_client: Any = None, secrets_client: Any = None
+) -> ScraperRuntime:
+    settings = ScraperSettings.from_env(env)
+    limiter = RateLimiter.per_hour(settings.requests_per_hour) if settings.requests_per_hour else None
+    client = TiingoClient(
+        resolve_token(env, secrets_client=secrets_client),
+        base_url=env.get("TIINGO_BASE_URL") or DEFAULT_BASE_URL,
+        rate_limiter=limiter,
+        max_connections=max(settings.concurrency, 1),
+    )
+    return ScraperRuntime(open_store(data_location(env), s3_client), client, settings)
+
+
+def handle(event: Any, runtime: ScraperRuntime) -> dict[str, Any]:
+    """Validate the event (ValueError naming the problem, before any fetch or write), then scrape."""
+    request = parse_scrape_event(event)
+    tickers = list(request.tickers) if request.tickers else load_universe(runtime.store)
+    return scrape(tickers, request, runtime)
+
+
+@dataclass
+class _Outcome:
+    ticker: str
+    stats: RequestStats
+    rows: int = 0
+    start: date | None = None
+    end: date | None = None
+    rewritten: bool = False
+    error: StockpipeError | None = None
+    duration_ms: int = 0
+
+
+def scrape(tickers: list[str], request: ScrapeRequest, runtime: ScraperRuntime) -> dict[str, Any]:
+    started = time.monotonic()
+    stop = threading.Event()
+    workers = max(1, min(runtime.settings.concurrency, len(tickers)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scrape") as pool:
+        outcomes = list(pool.map(lambda t: _scrape_ticker(t, request, runtime, stop), tickers))
+    return _summarise(outcomes, request, time.monotonic() - started)
+
+
+def _scrape_ticker(
+    ticker: str, request: ScrapeRequest, runtime: ScraperRuntime, stop: threading.Event
+) -> _Outcome:
+    outcome = _Outcome(ticker, RequestStats())
+    if stop.is_set():
+        outcome.error = _skipped()
+        return outcome
+    started = time.monotonic()
+    try:
+        now = runtime.clock()
+        table = _fetch(ticker, request, runtime, now.date(), outcome.stats)
+        if _has_new_corporate_action(ticker, table, runtime.prices):
+            table = _refetch_history(ticker, table, runtime, now.date(), outcome.stats)
+            outcome.rewritten = True
+        outcome.rows = runtime.prices.upsert(ticker, table, fetched_at=now)
+        outcome.start, outcome.end = date_bounds(table) or (None, None)
+    except StockpipeError as exc:
+        outcome.error = exc
+        if isinstance(exc, AuthenticationError | RateLimitError):
+            stop.set()  # every other ticker would fail the same way: spend no more requests
+    outcome.duration_ms = round((time.monotonic() - started) * 1000)
+    _log_ticker(outcome)
+    return outcome
+
+
+def _fetch(
+    ticker: str, request: ScrapeRequest, runtime: ScraperRuntime, today: date, stats: RequestStats
+) -> pa.Table:
+    client = runtime.client
+    if request.start is not None:
+        return client.get_prices(ticker, request.start, request.end or today, stats=stats)
+    last = runtime.prices.last_date(ticker)
+    if last is None:
+        return client.get_latest(ticker, stats=stats)
+    start = min(last - timedelta(days=runtime.settings.lookback_days), today)
+    return client.get_prices(ticker, start, today, stats=stats)
+
+
+def _has_new_corporate_action(ticker: str, table: pa.Table, prices: PriceStore) -> bool:
+    """A split/dividend dated on or after the day some stored rows were fetched makes their adj_* stale.
+
+    Historical events (met while backfilling old chunks) predate every stored fetch and trigger nothing:
+    Tiingo's current adjusted values already include them.
+    """
+    if table.num_rows == 0:
+        return False
+    is_event = pc.or_(
+        pc.not_equal(table.column("split_factor"), 1.0), pc.not_equal(table.column("div_cash"), 0.0)
+    )
+    event_dates = table.column("date").filter(pc.fill_null(is_event, False))
+    if len(event_dates) == 0:
+        return False
+    newest_event = pc.max(event_dates).as_py()
+    _, oldest_fetch = prices.oldest_adjusted_as_of(ticker)
+    return oldest_fetch is not None and newest_event >= oldest_fetch.date()
+
+
+def _refetch_history(
+    ticker: str, fetched: pa.Table, runtime: ScraperRuntime, today: date, stats: RequestStats
+) -> pa.Table:
+    """The ticker's whole stored range plus the new rows, in one request, so adj_* agree across years."""
+    first_stored, _ = runtime.prices.oldest_adjusted_as_of(ticker)
+    bounds = date_bounds(fetched)
+    start = min(d for d in (first_stored, bounds[0] if bounds else None) if d is not None)
+    end = max(today, bounds[1]) if bounds else today
+    log.info("corporate action: rewriting stored history", extra={"ticker": ticker, "start": str(start)})
+    return runtime.client.get_prices(ticker, start, end, stats=stats)
+
+
+def _skipped() -> StockpipeError:
+    error = StockpipeError("not attempted: an earlier ticker hit an authentication or quota error")
+    error.kind = "skipped"
+    return error
+
+
+def _log_ticker(outcome: _Outcome) -> None:
+    fields: dict[str, Any] = {
+        "ticker": outcome.ticker,
+        "rows": outcome.rows,
+        "start": outcome.start,
+        "end": outcome.end,
+        "duration_ms": outcome.duration_ms,
+        "requests": outcome.stats.requests,
+        "retries": outcome.stats.retries,
+    }
+    if outcome.error is None:
+        log.info("ticker scraped", extra={**fields, "rewritten": outcome.rewritten})
+    else:
+        log.warning(
+            "ticker failed", extra={**fields, "error": outcome.error.kind, "detail": str(outcome.error)}
+        )
+
+
+def _summarise(outcomes: list[_Outcome], request: ScrapeRequest, seconds: float) -> dict[str, Any]:
+    succeeded = {
+        o.ticker: {
+            "rows": o.rows,
+            "start": o.start.isoformat() if o.start else None,
+            "end": o.end.isoformat() if o.end else None,
+            "requests": o.stats.requests,
+            "retries": o.stats.retries,
+            "rewritten": o.rewritten,
+        }
+        for o in outcomes
+        if o.error is None
+    }
+    failed = {
+        o.ticker: {"error": o.error.kind, "message": str(o.error)[:300], "requests": o.stats.requests}
+        for o in outcomes
+        if o.error is not None
+    }
+    totals = {
+        "RowsWritten": sum(o.rows for o in outcomes),
+        "TickersFailed": len(failed),
+        "Retries": sum(o.stats.retries for o in outcomes),
+        "Requests": sum(o.stats.requests for o in outcomes),
+    }
+    summary = {
+        "mode": "catch_up" if request.start is None else "range",
+        "tickers": len(outcomes),
+        "succeeded": succeeded,
+        "failed": failed,
+        "rows_written": totals["RowsWritten"],
+        "requests": totals["Requests"],
+        "retries": totals["Retries"],
+        "duration_ms": round(seconds * 1000),
+    }
+    function = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")
+    log.info(
+        "scrape finished",
+        extra={
+            "mode": summary["mode"],
+            "tickers": len(outcomes),
+            "failed_tickers": sorted(failed),
+            "duration_ms": summary["duration_ms"],
+            **emf_fields(totals, dimensions={"Function": function}),
+        },
+    )
+    return summary

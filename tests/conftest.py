@@ -1,4 +1,4 @@
-"""Shared fixtures: a real moto server (boto3 reaches it through AWS_ENDPOINT_URL) and the Tiingo simulator."""
+"""Shared fixtures: a real moto server (boto3 reaches it via AWS_ENDPOINT_URL) and the Tiingo simulator."""
 
 from __future__ import annotations
 
@@ -6,10 +6,13 @@ import itertools
 import logging
 import os
 from collections.abc import Iterator
+from datetime import date
 
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
+
+from stockpipe_local.simulator import TiingoSimulator
 
 TEST_TOKEN = "tok-CANARY-7f3a9c1e5b"  # a canary: tests assert it never leaks
 
@@ -28,8 +31,8 @@ def moto_endpoint() -> Iterator[str]:
     os.environ.update(
         AWS_ENDPOINT_URL=endpoint,
         AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",  # noqa: S105 - moto's dummy credentials
-        AWS_SESSION_TOKEN="testing",  # noqa: S105
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_SESSION_TOKEN="testing",
         AWS_DEFAULT_REGION="us-east-1",
         AWS_REGION="us-east-1",
     )
@@ -55,7 +58,7 @@ _AWS_ENV = (
 
 
 @pytest.fixture
-def s3_client(moto_endpoint: str):  # noqa: ANN201 - boto3 client type
+def s3_client(moto_endpoint: str):
     return boto3.client("s3", endpoint_url=moto_endpoint)
 
 
@@ -64,3 +67,10 @@ def bucket(s3_client) -> str:
     name = f"stock-pipeline-test-{next(_bucket_ids)}"
     s3_client.create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture
+def simulator() -> Iterator[TiingoSimulator]:
+    """A loopback Tiingo that accepts TEST_TOKEN; 'today' is Friday 2024-06-14."""
+    with TiingoSimulator(token=TEST_TOKEN, today=date(2024, 6, 14)) as sim:
+        yield sim

@@ -1,0 +1,76 @@
+"""Client-side request-rate limiter: a thread-safe sliding window.
+
+Tiingo counts requests per clock-aligned hour and answers 429 past the quota. A clock-aligned hour is
+one particular interval of length ``window``; a limiter that allows at most ``limit`` acquisitions in
+*every* interval of that length therefore never exceeds the server's quota, yet lets a steady run use
+all of it (``limit`` requests, then each further one as soon as the oldest leaves the window).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+
+class RateLimiter:
+    """At most ``limit`` acquisitions in any half-open interval ``[t, t + window)``.
+
+    The clock and sleep are injectable so tests run on a fake clock instead of waiting.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        window: float = 3600.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"rate limit must be a positive integer, got {limit!r}")
+        if not window > 0:
+            raise ValueError(f"rate-limit window must be positive seconds, got {window!r}")
+        self.limit = limit
+        self.window = float(window)
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        # Times of the last `limit` acquisitions, oldest first; older ones can never matter again.
+        self._times: deque[float] = deque(maxlen=limit)
+
+    @classmethod
+    def per_hour(cls, n: int, **kwargs: Any) -> RateLimiter:
+        """Tiingo's plans are stated per hour (50 on the free plan)."""
+        return cls(n, 3600.0, **kwargs)
+
+    def _reserve(self) -> float:
+        """Take a slot now and return 0.0, or return how long to wait before trying again."""
+        with self._lock:
+            now = self._clock()
+            if len(self._times) < self.limit:
+                self._times.append(now)
+                return 0.0
+            wait = self._times[0] + self.window - now
+            if wait <= 0:
+                self._times.append(now)  # maxlen drops the oldest
+                return 0.0
+            return wait
+
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free right now; never blocks."""
+        return self._reserve() == 0.0
+
+    def acquire(self) -> None:
+        """Block until one more request fits in the window, then count it."""
+        while True:
+            wait = self._reserve()
+            if wait == 0.0:
+                return
+            # Sleep outside the lock; another thread may take the slot first, so re-check afterwards.
+            self._sleep(wait)
+
+    def __repr__(self) -> str:
+        return f"RateLimiter(limit={self.limit}, window={self.window})"

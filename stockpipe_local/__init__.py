@@ -1,0 +1,1 @@
+"""Local-only tooling (CLI, Tiingo simulator); never copied into the Lambda images."""

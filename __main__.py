@@ -1,0 +1,52 @@
+"""stock-pipeline control plane: validate the stack config, create the components, export the outputs."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_aws as aws
+
+from components.alarms import AlarmTopic
+from components.catalog import PriceCatalog
+from components.config import read_stack_config
+from components.container_lambda import SharedInfra
+from components.data_bucket import DataBucket
+from components.orchestrator import BackfillOrchestrator
+from components.scraper import PriceScraper
+from components.secrets import TiingoSecret
+
+# Raises one ConfigError listing every problem before any resource exists.
+settings, token = read_stack_config()
+
+data = DataBucket("data", tickers=settings.tickers, existing_bucket=settings.bucket_name)
+secret = TiingoSecret("tiingo-token", token=token)
+topic = AlarmTopic("alarms", email=settings.alarm_email)
+shared = SharedInfra(
+    settings=settings,
+    bucket_name=data.bucket_name,
+    bucket_arn=data.bucket_arn,
+    secret_arn=secret.secret_arn,
+    alarm_topic_arn=topic.topic_arn,
+    account_id=aws.get_caller_identity_output().account_id,
+)
+scraper = PriceScraper("tiingo-price-scraper", shared=shared)
+orchestrator = BackfillOrchestrator(
+    "tiingo-backfill-orchestrator",
+    shared=shared,
+    scraper_function_name=scraper.function_name,
+    scraper_function_arn=scraper.function_arn,
+)
+catalog = PriceCatalog("catalog", bucket_name=data.bucket_name, first_year=settings.backfill_start_date.year)
+
+pulumi.export("bucketName", data.bucket_name)
+pulumi.export("scraperFunctionName", scraper.function_name)
+pulumi.export("scraperFunctionArn", scraper.function_arn)
+pulumi.export("scraperImageDigest", scraper.image_digest)
+pulumi.export("scraperScheduleName", scraper.schedule_name)
+pulumi.export("orchestratorFunctionName", orchestrator.function_name)
+pulumi.export("orchestratorFunctionArn", orchestrator.function_arn)
+pulumi.export("orchestratorImageDigest", orchestrator.image_digest)
+pulumi.export("orchestratorScheduleName", orchestrator.schedule_name)
+pulumi.export("tiingoSecretArn", secret.secret_arn)
+pulumi.export("alarmTopicArn", topic.topic_arn)
+pulumi.export("glueDatabase", catalog.database_name)
+pulumi.export("glueTable", pulumi.Output.concat(catalog.database_name, ".", catalog.table_name))

@@ -1,0 +1,231 @@
+"""CloudWatch alarms to one SNS topic: function errors, dead-letter depth, and data freshness.
+
+Freshness matters most: a pipeline that silently stops writing rows is the worst failure. The scraper
+emits ``RowsWritten`` (EMF, namespace ``StockPipeline``, dimension ``Function``); the alarm fires when
+the rows of a 24-hour window that must contain a scheduled run sum to 0 (missing data counts as 0).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pulumi
+import pulumi_aws as aws
+
+from components.naming import physical_name
+
+METRIC_NAMESPACE = "StockPipeline"
+ROWS_METRIC = "RowsWritten"
+DAY_SECONDS = 86400
+_WEEKDAYS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
+# Dates in winter and summer: a run day must hold in both (DST moves a run across UTC midnight).
+_SEASONS = (datetime(2024, 1, 8), datetime(2024, 7, 8))  # both Mondays
+
+
+def _days_of_week(field: str) -> set[int] | None:
+    """Cron day-of-week field -> ISO weekdays (1=Mon); None for forms we do not interpret."""
+    if field in ("*", "?"):
+        return set(range(1, 8))
+    days: set[int] = set()
+    for part in field.upper().split(","):
+        bounds = part.split("-")
+        if len(bounds) > 2 or not all(b in _WEEKDAYS for b in bounds):
+            return None
+        first, last = _WEEKDAYS.index(bounds[0]) + 1, _WEEKDAYS.index(bounds[-1]) + 1
+        if last < first:
+            return None
+        days.update(range(first, last + 1))
+    return days
+
+
+@dataclass(frozen=True)
+class FreshnessWindow:
+    """When a 24-hour RowsWritten sum must be > 0, in UTC as CloudWatch metric math sees it.
+
+    CloudWatch evaluates a 1-day alarm every minute over the 24 hours before now; the datapoint's
+    timestamp is the window start. A window starting on UTC day D always contains a run when D and D+1
+    are both run days. Windows starting within ``blind_hours`` may straddle a run still in progress
+    (its rows not yet reported), so they are not judged.
+    """
+
+    check_days: tuple[int, ...]  # ISO weekdays (1=Mon..7=Sun), DAY() numbering
+    blind_hours: tuple[int, ...]  # UTC hours, HOUR() numbering
+
+
+def _run_times_utc(schedule: str, timezone: str) -> list[tuple[set[int], int]] | None:
+    """Per season: the UTC weekdays and the UTC hour of the runs; None if the schedule is not simple."""
+    match = re.fullmatch(r"cron\((\d{1,2}) (\d{1,2}) \? \* (\S+) \*\)", schedule)
+    if not match:
+        return None
+    minute, hour, day_field = int(match.group(1)), int(match.group(2)), match.group(3)
+    local_days = _days_of_week(day_field)
+    if local_days is None:
+        return None
+    zone, utc = ZoneInfo(timezone), ZoneInfo("UTC")
+    seasons = []
+    for monday in _SEASONS:
+        runs = [
+            monday.replace(day=monday.day + iso_day - 1, hour=hour, minute=minute, tzinfo=zone).astimezone(
+                utc
+            )
+            for iso_day in sorted(local_days)
+        ]
+        seasons.append(({run.isoweekday() for run in runs}, runs[0].hour))
+    return seasons
+
+
+def run_days_utc(schedule: str, timezone: str) -> list[int] | None:
+    """ISO weekdays (UTC) that hold a run in every season; None when the schedule is not a simple cron.
+
+    Only ``cron(M H ? * <days> *)`` with single minute and hour values is interpreted.
+    """
+    seasons = _run_times_utc(schedule, timezone)
+    if seasons is None:
+        return None
+    return sorted(set.intersection(*(days for days, _ in seasons))) or None
+
+
+def freshness_window(schedule: str, timezone: str) -> FreshnessWindow | None:
+    """The days and hours the freshness alarm judges; None = judge every 24 hours (no weekday logic)."""
+    seasons = _run_times_utc(schedule, timezone)
+    if seasons is None:
+        return None
+    check = set.intersection(*({d for d in days if d % 7 + 1 in days} for days, _ in seasons))
+    blind = {h % 24 for _, hour in seasons for h in (hour, hour + 1)}
+    return FreshnessWindow(tuple(sorted(check)), tuple(sorted(blind)))
+
+
+def freshness_expression(window: FreshnessWindow | None) -> str:
+    """Metric math over ``filled`` (the 24-hour sums, missing = 0): windows not judged count as 1."""
+    if window is None or (len(window.check_days) == 7 and not window.blind_hours):
+        return "filled"
+    days = " OR ".join(f"DAY(filled) == {day}" for day in window.check_days) or "0"
+    hours = " AND ".join(f"HOUR(filled) != {hour}" for hour in window.blind_hours) or "1"
+    return f"IF(({days}) AND ({hours}), filled, 1)"
+
+
+class AlarmTopic(pulumi.ComponentResource):
+    """The SNS topic every alarm notifies, with an optional e-mail subscription (confirm the e-mail)."""
+
+    topic_arn: pulumi.Output[str]
+
+    def __init__(self, name: str, *, email: str | None, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("stock-pipeline:monitoring:AlarmTopic", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        topic = aws.sns.Topic(
+            f"{name}-topic", name=physical_name("stock-pipeline-alarms", pulumi.get_stack()), opts=child
+        )
+        if email:
+            aws.sns.TopicSubscription(
+                f"{name}-email", topic=topic.arn, protocol="email", endpoint=email, opts=child
+            )
+        self.topic_arn = topic.arn
+        self.register_outputs({"topic_arn": self.topic_arn})
+
+
+def function_errors_alarm(
+    name: str,
+    *,
+    function_name: pulumi.Input[str],
+    alarm_name: str,
+    topic_arn: pulumi.Input[str],
+    parent: pulumi.Resource,
+) -> aws.cloudwatch.MetricAlarm:
+    """Any error in a 5-minute window."""
+    return aws.cloudwatch.MetricAlarm(
+        name,
+        name=alarm_name,
+        alarm_description="The function reported errors (see its log group).",
+        namespace="AWS/Lambda",
+        metric_name="Errors",
+        dimensions={"FunctionName": function_name},
+        statistic="Sum",
+        period=300,
+        evaluation_periods=1,
+        threshold=1,
+        comparison_operator="GreaterThanOrEqualToThreshold",
+        treat_missing_data="notBreaching",
+        alarm_actions=[topic_arn],
+        ok_actions=[topic_arn],
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
+def queue_depth_alarm(
+    name: str,
+    *,
+    queue_name: pulumi.Input[str],
+    alarm_name: str,
+    topic_arn: pulumi.Input[str],
+    parent: pulumi.Resource,
+) -> aws.cloudwatch.MetricAlarm:
+    """Anything in the dead-letter queue: a scheduled or async invocation was lost."""
+    return aws.cloudwatch.MetricAlarm(
+        name,
+        name=alarm_name,
+        alarm_description="Failed invocations are waiting in the dead-letter queue.",
+        namespace="AWS/SQS",
+        metric_name="ApproximateNumberOfMessagesVisible",
+        dimensions={"QueueName": queue_name},
+        statistic="Maximum",
+        period=300,
+        evaluation_periods=1,
+        threshold=1,
+        comparison_operator="GreaterThanOrEqualToThreshold",
+        treat_missing_data="notBreaching",
+        alarm_actions=[topic_arn],
+        ok_actions=[topic_arn],
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
+def freshness_alarm(
+    name: str,
+    *,
+    function_name: pulumi.Input[str],
+    alarm_name: str,
+    topic_arn: pulumi.Input[str],
+    schedule: str,
+    timezone: str,
+    parent: pulumi.Resource,
+) -> aws.cloudwatch.MetricAlarm:
+    """RowsWritten summed over 24 hours is 0 although a scheduled run fell in them (missing data = 0)."""
+    window = freshness_window(schedule, timezone)
+    queries: list[aws.cloudwatch.MetricAlarmMetricQueryArgsDict] = [
+        {
+            "id": "rows",
+            "return_data": False,
+            "metric": {
+                "namespace": METRIC_NAMESPACE,
+                "metric_name": ROWS_METRIC,
+                "dimensions": {"Function": function_name},
+                "stat": "Sum",
+                "period": DAY_SECONDS,
+            },
+        },
+        {"id": "filled", "expression": "FILL(rows, 0)", "return_data": False},
+        {
+            "id": "fresh",
+            "expression": freshness_expression(window),
+            "label": "RowsWrittenWhenARunWasDue",
+            "return_data": True,
+        },
+    ]
+    return aws.cloudwatch.MetricAlarm(
+        name,
+        name=alarm_name,
+        alarm_description=(
+            f"No rows written on a day with a scheduled scrape ({schedule} {timezone}): the pipeline stopped."
+        ),
+        metric_queries=queries,
+        evaluation_periods=1,
+        threshold=0,
+        comparison_operator="LessThanOrEqualToThreshold",
+        treat_missing_data="breaching",
+        alarm_actions=[topic_arn],
+        ok_actions=[topic_arn],
+        opts=pulumi.ResourceOptions(parent=parent),
+    )

@@ -1,0 +1,21 @@
+"""The stock-pipeline policy pack: `pulumi preview --policy-pack policy` (the checks live in policies.py)."""
+
+from __future__ import annotations
+
+from policies import RESOURCE_POLICIES, STACK_POLICIES
+from pulumi_policy import EnforcementLevel, PolicyPack, ResourceValidationPolicy, StackValidationPolicy
+
+PolicyPack(
+    name="stock-pipeline-security",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    policies=[
+        *(
+            ResourceValidationPolicy(name=name, description=description, validate=check)
+            for name, (description, check) in RESOURCE_POLICIES.items()
+        ),
+        *(
+            StackValidationPolicy(name=name, description=description, validate=check)
+            for name, (description, check) in STACK_POLICIES.items()
+        ),
+    ],
+)

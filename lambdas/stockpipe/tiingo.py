@@ -37,6 +37,7 @@ from stockpipe.ratelimit import RateLimiter
 from stockpipe.tickers import normalize_ticker
 
 DEFAULT_BASE_URL = "https://api.tiingo.com"
+DEFAULT_MAX_RETRIES = 4
 
 _log = get_logger("tiingo")
 _DETAIL_CHARS = 200
@@ -71,7 +72,7 @@ class TiingoClient:
         *,
         base_url: str = DEFAULT_BASE_URL,
         timeout: float = 30.0,
-        max_retries: int = 4,
+        max_retries: int = DEFAULT_MAX_RETRIES,
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
         rate_limiter: RateLimiter | None = None,

@@ -1,0 +1,66 @@
+"""Pure chunk planning: which date range the next scraper invocation of a ticker covers.
+
+Chunks are contiguous and inclusive, so a backfill resumed from any ``next_start`` covers
+``[start, end]`` exactly once, whatever happened to earlier runs.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Iterator
+from datetime import date, timedelta
+
+ONE_DAY = timedelta(days=1)
+
+
+def add_months(day: date, months: int) -> date:
+    """``day`` plus whole months, clamped to the end of a shorter month (Jan 31 + 1 = Feb 28/29)."""
+    index = day.year * 12 + (day.month - 1) + months
+    year, month = divmod(index, 12)
+    last = calendar.monthrange(year, month + 1)[1]
+    return date(year, month + 1, min(day.day, last))
+
+
+def chunk_end(chunk_start: date, end: date, chunk_months: int) -> date:
+    """Last day of the chunk starting at ``chunk_start``; ``chunk_months == 0`` means the whole rest."""
+    if chunk_months < 0:
+        raise ValueError(f"chunk months must be >= 0, got {chunk_months}")
+    if chunk_months == 0:
+        return end
+    return min(end, add_months(chunk_start, chunk_months) - ONE_DAY)
+
+
+def next_chunk(next_start: date | None, end: date, chunk_months: int) -> tuple[date, date] | None:
+    """The chunk to fetch next, or None when nothing is left."""
+    if next_start is None or next_start > end:
+        return None
+    return next_start, chunk_end(next_start, end, chunk_months)
+
+
+def iter_chunks(start: date, end: date, chunk_months: int) -> Iterator[tuple[date, date]]:
+    """Every chunk of ``[start, end]`` in order (empty when start > end)."""
+    chunk = next_chunk(start, end, chunk_months)
+    while chunk is not None:
+        yield chunk
+        chunk = next_chunk(chunk[1] + ONE_DAY, end, chunk_months)
+
+
+def count_chunks(start: date | None, end: date, chunk_months: int) -> int:
+    """How many invocations are left from ``start``; counts without building the list twice."""
+    if start is None:
+        return 0
+    return sum(1 for _ in iter_chunks(start, end, chunk_months))
+
+
+def backfill_range(backfill_start: date, first_date: date | None, plan_day: date) -> tuple[date, date] | None:
+    """``[max(BACKFILL_START_DATE, Tiingo's first date), plan_day]``, or None when there is nothing.
+
+    None for a ticker without prices (metadata start date null) or one whose first date is after
+    the day its plan is made (the daily scraper covers it from there).
+    """
+    if first_date is None:
+        return None
+    start = max(backfill_start, first_date)
+    if start > plan_day:
+        return None
+    return start, plan_day

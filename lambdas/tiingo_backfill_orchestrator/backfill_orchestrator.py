@@ -1,0 +1,32 @@
+"""tiingo-backfill-orchestrator: Lambda entry point. Thin: validate the event and call the library.
+
+Events: ``{}`` / ``{"tickers": [...]}`` (a backfill run; the hourly schedule sends ``{}``),
+``{"action": "status"}``, ``{"action": "retry", "tickers": [...]}`` and
+``{"action": "reset", "tickers": [...]}``.
+Environment: DATA_BUCKET, SCRAPER_FUNCTION_NAME, TIINGO_SECRET_ARN (or TIINGO_API_TOKEN), TIINGO_BASE_URL,
+BACKFILL_START_DATE, BACKFILL_CHUNK_MONTHS, BACKFILL_REQUEST_BUDGET, BACKFILL_CONCURRENCY,
+BACKFILL_MAX_ATTEMPTS, TIINGO_REQUESTS_PER_HOUR, LOG_LEVEL.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from typing import Any
+
+from stockpipe.backfill.events import parse_event
+from stockpipe.backfill.orchestrator import Orchestrator
+from stockpipe.backfill.runtime import orchestrator_from_env
+
+
+@cache
+def runtime() -> Orchestrator:
+    """Clients and store, created once per cold start (lazily: a bad event never needs them)."""
+    return orchestrator_from_env(os.environ)
+
+
+def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
+    """Malformed events raise ValueError before anything is read or written."""
+    parsed = parse_event(event)
+    remaining = getattr(context, "get_remaining_time_in_millis", None) if context is not None else None
+    return runtime().handle(parsed, remaining_ms=remaining)

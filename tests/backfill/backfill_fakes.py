@@ -1,0 +1,233 @@
+"""Helpers for the backfill tests: a small fake scraper that writes real Parquet through the store,
+and a metadata source; both count requests like the Tiingo simulator does."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pyarrow as pa
+
+from stockpipe.backfill.invoker import InProcessInvoker
+from stockpipe.backfill.orchestrator import BackfillSettings, MetadataResult, Orchestrator
+from stockpipe.calendar import trading_days
+from stockpipe.objectstore import ObjectStore
+from stockpipe.prices import PRICE_SCHEMA
+from stockpipe.pricestore import PriceStore
+
+TODAY = date(2024, 6, 14)
+
+
+def expected_days(first: date, start: date, end: date = TODAY) -> list[date]:
+    return list(trading_days(max(first, start), end))
+
+
+def bars(ticker: str, days: list[date]) -> pa.Table:
+    """Deterministic rows (a function of ticker and day) so re-fetching writes identical values."""
+    base = sum(map(ord, ticker))
+    prices = [base + d.toordinal() % 97 for d in days]
+    columns: dict[str, Any] = {"date": days}
+    for name in PRICE_SCHEMA.names[1:]:
+        if name == "volume":
+            columns[name] = [1000 + d.day for d in days]
+        elif name == "split_factor":
+            columns[name] = [1.0] * len(days)
+        elif name == "div_cash":
+            columns[name] = [0.0] * len(days)
+        else:
+            columns[name] = [float(p) for p in prices]
+    return pa.table(columns, schema=PRICE_SCHEMA)
+
+
+class FakeScraper:
+    """The scraper's range contract over a real store: summary shape, not_found, requests counted.
+
+    ``fail`` maps a ticker to an error kind returned for every chunk; ``after_write`` runs after the
+    data is written and before the summary is returned (to inject crashes).
+    """
+
+    def __init__(self, store: ObjectStore, known: dict[str, date]) -> None:
+        self.prices = PriceStore(store)
+        self.known = known
+        self.requests = 0
+        self.calls: list[tuple[str, date, date]] = []
+        self.fail: dict[str, str] = {}
+        self.after_write: Callable[[str, date, date], None] | None = None
+        self.in_flight: set[tuple[str, date]] = set()
+        self.overlaps: list[tuple[str, date]] = []
+        self.delay = 0.0
+        self._lock = threading.Lock()
+
+    def handle(self, event: dict[str, Any]) -> dict[str, Any]:
+        if set(event) != {"tickers", "start_date", "end_date"} or len(event["tickers"]) != 1:
+            raise ValueError(f"bad chunk event {event}")
+        ticker = event["tickers"][0]
+        start, end = date.fromisoformat(event["start_date"]), date.fromisoformat(event["end_date"])
+        key = (ticker, start)
+        with self._lock:
+            self.requests += 1
+            self.calls.append((ticker, start, end))
+            if key in self.in_flight:
+                self.overlaps.append(key)
+            self.in_flight.add(key)
+        try:
+            if self.delay:
+                threading.Event().wait(self.delay)
+            if ticker in self.fail:
+                kind = self.fail[ticker]
+                return _summary(
+                    {}, {ticker: {"error": kind, "message": f"{kind} for {ticker}", "requests": 1}}
+                )
+            if ticker not in self.known:
+                failed = {"error": "not_found", "message": f"Ticker '{ticker}' not found", "requests": 1}
+                return _summary({}, {ticker: failed})
+            days = list(trading_days(max(start, self.known[ticker]), min(end, TODAY)))
+            rows = self.prices.upsert(
+                ticker, bars(ticker, days), fetched_at=datetime(2024, 6, 14, tzinfo=UTC)
+            )
+            if self.after_write is not None:
+                self.after_write(ticker, start, end)
+            done = {"rows": rows, "start": None, "end": None, "requests": 1, "retries": 0}
+            return _summary({ticker: done}, {})
+        finally:
+            with self._lock:
+                self.in_flight.discard(key)
+
+
+def _summary(succeeded: dict[str, Any], failed: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "mode": "range",
+        "succeeded": succeeded,
+        "failed": failed,
+        "rows_written": sum(s["rows"] for s in succeeded.values()),
+        "requests": 1,
+        "retries": 0,
+    }
+
+
+class FakeMetadata:
+    def __init__(self, known: dict[str, date | None]) -> None:
+        self.known = known
+        self.requests = 0
+        self.error: str | None = None
+        self._lock = threading.Lock()
+
+    def lookup(self, ticker: str) -> MetadataResult:
+        with self._lock:
+            self.requests += 1
+        if self.error:
+            return MetadataResult(None, 1, self.error, f"{self.error} while reading {ticker}")
+        if ticker not in self.known:
+            return MetadataResult(None, 1, "not_found", f"Ticker '{ticker}' not found")
+        return MetadataResult(self.known[ticker], 1)
+
+
+class Clock:
+    """A settable UTC clock (leases expire by moving it, never by sleeping)."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2024, 6, 14, 22, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+class World:
+    """One bucket, a fake Tiingo (metadata + scraper) and a factory for orchestrator runs."""
+
+    def __init__(self, store: ObjectStore, known: dict[str, date]) -> None:
+        self.store = store
+        self.scraper = FakeScraper(store, known)
+        self.metadata = FakeMetadata(dict(known))
+        self.clock = Clock()
+
+    @property
+    def requests(self) -> int:
+        return self.scraper.requests + self.metadata.requests
+
+    def orchestrator(self, **settings: Any) -> Orchestrator:
+        defaults: dict[str, Any] = {
+            "start_date": date(2020, 1, 1),
+            "chunk_months": 6,
+            "request_budget": 1000,
+            "requests_per_hour": 0,
+        }
+        return Orchestrator(
+            self.store,
+            InProcessInvoker(self.scraper.handle),
+            self.metadata,
+            BackfillSettings(**{**defaults, **settings}),
+            clock=self.clock,
+            today=lambda: TODAY,
+        )
+
+
+KNOWN = {"AAPL": date(1980, 12, 12), "META": date(2021, 5, 18), "NEWCO": date(2023, 11, 1)}
+
+
+class LambdaEmulator:
+    """The Lambda Invoke REST API on loopback, running a Python handler like the Lambda runtime does.
+
+    ``POST /2015-03-31/functions/<name>/invocations``; an exception becomes HTTP 200 with
+    ``X-Amz-Function-Error: Unhandled`` and ``{"errorType", "errorMessage"}``, as in AWS. boto3 reaches it
+    through ``AWS_ENDPOINT_URL_LAMBDA``.
+    """
+
+    def __init__(self, handler: Callable[[dict[str, Any]], dict[str, Any]], function_name: str) -> None:
+        import json
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.handler = handler
+        self.function_name = function_name
+        self.invocations: list[dict[str, Any]] = []
+        emulator = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                expected = f"/2015-03-31/functions/{emulator.function_name}/invocations"
+                headers = {"Content-Type": "application/json", "X-Amz-Executed-Version": "$LATEST"}
+                if self.path.split("?")[0] != expected:
+                    status = 404
+                    payload = {"Type": "User", "message": f"Function not found: {self.path}"}
+                    headers["x-amzn-ErrorType"] = "ResourceNotFoundException"
+                else:
+                    status = 200
+                    event = json.loads(body or b"{}")
+                    emulator.invocations.append(event)
+                    try:
+                        payload = emulator.handler(event)
+                    except Exception as exc:
+                        payload = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
+                        headers["X-Amz-Function-Error"] = "Unhandled"
+                data = json.dumps(payload, default=str).encode()
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+
+    def __enter__(self) -> LambdaEmulator:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)

@@ -303,7 +303,7 @@ def test_unparsed_schedules_judge_every_window():
 
 
 def test_deploy_docs_cover_every_setting_and_the_promised_commands():
-    text = (ROOT / "docs" / "deploy.md").read_text()
+    text = (ROOT / "README.md").read_text()
     rows = dict(re.findall(r"^\| `([A-Za-z:]+)` \| [^|]+ \| ([^|]+) \|", text, re.MULTILINE))
     assert set(DEFAULTS) | {"tickers", "tiingoApiToken"} <= set(rows)
     for key, default in DEFAULTS.items():

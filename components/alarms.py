@@ -8,6 +8,7 @@ the rows of a 24-hour window that must contain a scheduled run sum to 0 (missing
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -126,6 +127,37 @@ class AlarmTopic(pulumi.ComponentResource):
         self.register_outputs({"topic_arn": self.topic_arn})
 
 
+def _any_in_5_minutes(
+    name: str,
+    *,
+    alarm_name: str,
+    description: str,
+    metric: tuple[str, str, str],
+    dimensions: Mapping[str, pulumi.Input[str]],
+    topic_arn: pulumi.Input[str],
+    parent: pulumi.Resource,
+) -> aws.cloudwatch.MetricAlarm:
+    """Alarm when the metric (namespace, name, statistic) reaches 1 in a 5-minute window."""
+    namespace, metric_name, statistic = metric
+    return aws.cloudwatch.MetricAlarm(
+        name,
+        name=alarm_name,
+        alarm_description=description,
+        namespace=namespace,
+        metric_name=metric_name,
+        dimensions=dict(dimensions),
+        statistic=statistic,
+        period=300,
+        evaluation_periods=1,
+        threshold=1,
+        comparison_operator="GreaterThanOrEqualToThreshold",
+        treat_missing_data="notBreaching",
+        alarm_actions=[topic_arn],
+        ok_actions=[topic_arn],
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
 def function_errors_alarm(
     name: str,
     *,
@@ -135,22 +167,14 @@ def function_errors_alarm(
     parent: pulumi.Resource,
 ) -> aws.cloudwatch.MetricAlarm:
     """Any error in a 5-minute window."""
-    return aws.cloudwatch.MetricAlarm(
+    return _any_in_5_minutes(
         name,
-        name=alarm_name,
-        alarm_description="The function reported errors (see its log group).",
-        namespace="AWS/Lambda",
-        metric_name="Errors",
+        alarm_name=alarm_name,
+        description="The function reported errors (see its log group).",
+        metric=("AWS/Lambda", "Errors", "Sum"),
         dimensions={"FunctionName": function_name},
-        statistic="Sum",
-        period=300,
-        evaluation_periods=1,
-        threshold=1,
-        comparison_operator="GreaterThanOrEqualToThreshold",
-        treat_missing_data="notBreaching",
-        alarm_actions=[topic_arn],
-        ok_actions=[topic_arn],
-        opts=pulumi.ResourceOptions(parent=parent),
+        topic_arn=topic_arn,
+        parent=parent,
     )
 
 
@@ -163,22 +187,14 @@ def queue_depth_alarm(
     parent: pulumi.Resource,
 ) -> aws.cloudwatch.MetricAlarm:
     """Anything in the dead-letter queue: a scheduled or async invocation was lost."""
-    return aws.cloudwatch.MetricAlarm(
+    return _any_in_5_minutes(
         name,
-        name=alarm_name,
-        alarm_description="Failed invocations are waiting in the dead-letter queue.",
-        namespace="AWS/SQS",
-        metric_name="ApproximateNumberOfMessagesVisible",
+        alarm_name=alarm_name,
+        description="Failed invocations are waiting in the dead-letter queue.",
+        metric=("AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum"),
         dimensions={"QueueName": queue_name},
-        statistic="Maximum",
-        period=300,
-        evaluation_periods=1,
-        threshold=1,
-        comparison_operator="GreaterThanOrEqualToThreshold",
-        treat_missing_data="notBreaching",
-        alarm_actions=[topic_arn],
-        ok_actions=[topic_arn],
-        opts=pulumi.ResourceOptions(parent=parent),
+        topic_arn=topic_arn,
+        parent=parent,
     )
 
 

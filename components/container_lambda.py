@@ -43,6 +43,20 @@ class SharedInfra:
     account_id: pulumi.Output[str]
 
 
+def base_environment(shared: SharedInfra) -> dict[str, pulumi.Input[str]]:
+    """What every handler reads: the bucket, the token's secret, Tiingo's address and quota, log level."""
+    settings = shared.settings
+    env: dict[str, pulumi.Input[str]] = {
+        "DATA_BUCKET": shared.bucket_name,
+        "TIINGO_SECRET_ARN": shared.secret_arn,
+        "TIINGO_REQUESTS_PER_HOUR": str(settings.tiingo_requests_per_hour),
+        "LOG_LEVEL": settings.log_level,
+    }
+    if settings.tiingo_base_url:
+        env["TIINGO_BASE_URL"] = settings.tiingo_base_url
+    return env
+
+
 @dataclass(frozen=True)
 class LambdaSpec:
     base_name: str  # kebab-case, e.g. "tiingo-price-scraper"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pulumi
 
 from components import policies
-from components.container_lambda import ContainerLambda, LambdaSpec, SharedInfra
+from components.container_lambda import ContainerLambda, LambdaSpec, SharedInfra, base_environment
 
 BASE_NAME = "tiingo-backfill-orchestrator"
 FOLDER = "tiingo_backfill_orchestrator"
@@ -16,21 +16,15 @@ def orchestrator_environment(
 ) -> dict[str, pulumi.Input[str]]:
     """The handler's contract (backfill_orchestrator.lambda_handler)."""
     settings = shared.settings
-    env: dict[str, pulumi.Input[str]] = {
-        "DATA_BUCKET": shared.bucket_name,
-        "TIINGO_SECRET_ARN": shared.secret_arn,
+    return {
+        **base_environment(shared),
         "SCRAPER_FUNCTION_NAME": scraper_function_name,
         "BACKFILL_START_DATE": settings.backfill_start_date.isoformat(),
         "BACKFILL_CHUNK_MONTHS": str(settings.backfill_chunk_months),
         "BACKFILL_REQUEST_BUDGET": str(settings.backfill_request_budget),
         "BACKFILL_CONCURRENCY": str(settings.backfill_concurrency),
         "BACKFILL_MAX_ATTEMPTS": str(settings.backfill_max_attempts),
-        "TIINGO_REQUESTS_PER_HOUR": str(settings.tiingo_requests_per_hour),
-        "LOG_LEVEL": settings.log_level,
     }
-    if settings.tiingo_base_url:
-        env["TIINGO_BASE_URL"] = settings.tiingo_base_url
-    return env
 
 
 class BackfillOrchestrator(pulumi.ComponentResource):

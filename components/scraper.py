@@ -5,7 +5,7 @@ from __future__ import annotations
 import pulumi
 
 from components import alarms, policies
-from components.container_lambda import ContainerLambda, LambdaSpec, SharedInfra
+from components.container_lambda import ContainerLambda, LambdaSpec, SharedInfra, base_environment
 from components.naming import physical_name
 
 BASE_NAME = "tiingo-price-scraper"
@@ -15,17 +15,11 @@ FOLDER = "tiingo_price_scraper"
 def scraper_environment(shared: SharedInfra) -> dict[str, pulumi.Input[str]]:
     """The handler's contract (lambda_function.lambda_handler); values are strings as Lambda requires."""
     settings = shared.settings
-    env: dict[str, pulumi.Input[str]] = {
-        "DATA_BUCKET": shared.bucket_name,
-        "TIINGO_SECRET_ARN": shared.secret_arn,
+    return {
+        **base_environment(shared),
         "SCRAPER_CONCURRENCY": str(settings.scraper_concurrency),
-        "TIINGO_REQUESTS_PER_HOUR": str(settings.tiingo_requests_per_hour),
         "LOOKBACK_DAYS": str(settings.lookback_days),
-        "LOG_LEVEL": settings.log_level,
     }
-    if settings.tiingo_base_url:
-        env["TIINGO_BASE_URL"] = settings.tiingo_base_url
-    return env
 
 
 class PriceScraper(pulumi.ComponentResource):

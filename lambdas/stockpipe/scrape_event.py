@@ -6,21 +6,10 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from stockpipe.eventbridge import is_scheduled_envelope
 from stockpipe.tickers import normalize_tickers
 
 _KEYS = {"tickers", "start_date", "end_date"}
-# EventBridge's scheduled-event envelope: treated as the empty event (daily catch-up of the universe).
-_SCHEDULED_ENVELOPE = {
-    "version",
-    "id",
-    "detail-type",
-    "source",
-    "account",
-    "time",
-    "region",
-    "resources",
-    "detail",
-}
 MAX_TICKERS = 20_000
 
 
@@ -36,7 +25,7 @@ def parse_scrape_event(event: Any) -> ScrapeRequest:
         event = {}
     if not isinstance(event, dict):
         raise ValueError(f"event must be a JSON object, got {type(event).__name__}")
-    if event.get("detail-type") == "Scheduled Event" and set(event) <= _SCHEDULED_ENVELOPE:
+    if is_scheduled_envelope(event):
         event = {}
     unknown = sorted(set(event) - _KEYS, key=str)
     if unknown:

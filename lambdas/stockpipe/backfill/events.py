@@ -10,21 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from stockpipe.eventbridge import is_scheduled_envelope
 from stockpipe.tickers import normalize_tickers
 
 ACTIONS = ("status", "retry", "reset")
-# EventBridge's scheduled-event envelope (a rule without input): the same as ``{}``, as for the scraper.
-_SCHEDULED_ENVELOPE = {
-    "version",
-    "id",
-    "detail-type",
-    "source",
-    "account",
-    "time",
-    "region",
-    "resources",
-    "detail",
-}
 
 
 @dataclass(frozen=True)
@@ -47,7 +36,7 @@ def parse_event(event: Any) -> Event:
         event = {}
     if not isinstance(event, dict):
         raise ValueError(f"event must be a JSON object, got {type(event).__name__}")
-    if event.get("detail-type") == "Scheduled Event" and set(event) <= _SCHEDULED_ENVELOPE:
+    if is_scheduled_envelope(event):
         return RunEvent()
     if "action" not in event:
         _reject_unknown(event, {"tickers"}, "a backfill run")

@@ -128,7 +128,47 @@ def test_adjusted_as_of_is_the_oldest_kept_row(store):
     assert prices.read_year("JPM", 2024).adjusted_as_of == FETCHED
     prices.upsert("JPM", bars(days, close=5.0), fetched_at=later)  # every row replaced
     assert prices.read_year("JPM", 2024).adjusted_as_of == later
-    assert prices.oldest_adjusted_as_of("JPM") == (days[0], later)
+    assert PriceStore(store).oldest_fetch("JPM") == later
+    assert prices.first_date("JPM") == days[0]
+
+
+def test_oldest_fetch_is_remembered_as_a_lower_bound(store):
+    prices = PriceStore(store)
+    days = weekdays(date(2023, 12, 20), 12)
+    assert prices.oldest_fetch("KO") is None
+    prices.upsert("KO", bars(days), fetched_at=FETCHED)
+    assert prices.oldest_fetch("KO") == FETCHED
+    later = FETCHED + timedelta(days=9)
+    prices.upsert("KO", bars(days, close=3.0), fetched_at=later)  # a full rewrite elsewhere...
+    assert prices.oldest_fetch("KO") == FETCHED  # ...is not seen: remembered, and still a lower bound
+    prices.forget("KO")
+    assert prices.oldest_fetch("KO") == later
+
+
+def test_latest_uses_the_year_hint_and_falls_back_to_listing(store):
+    prices = PriceStore(store)
+    prices.upsert("XOM", bars(weekdays(date(2023, 12, 27), 3)), fetched_at=FETCHED)
+    year, obj = prices.latest("XOM", year_hint=2024)  # nothing in 2024 yet: the listing finds 2023
+    assert year == 2023
+    assert obj.table.num_rows == 3
+    prices.upsert("XOM", bars(weekdays(date(2024, 1, 2), 2)), fetched_at=FETCHED)
+    assert prices.latest("XOM", year_hint=2024)[0] == 2024
+    assert prices.last_date("XOM") == date(2024, 1, 3)
+
+
+def test_a_stale_known_object_only_costs_a_reread(store):
+    """The object read for catch-up changed (or vanished) before the write: nothing is lost."""
+    prices = PriceStore(store)
+    days = weekdays(date(2024, 3, 1), 6)
+    prices.upsert("WMT", bars(days[:3]), fetched_at=FETCHED)
+    stale = prices.read_year("WMT", 2024)
+    prices.upsert("WMT", bars(days[3:4]), fetched_at=FETCHED)  # another writer
+    prices.upsert("WMT", bars(days[4:]), fetched_at=FETCHED, known={2024: stale})
+    assert prices.read_ticker("WMT").column("date").to_pylist() == days
+    if isinstance(store, S3ObjectStore):  # deleted meanwhile: S3 answers IfMatch with 404 NoSuchKey
+        store.client.delete_object(Bucket=store.bucket, Key=object_key("WMT", 2024))
+        prices.upsert("WMT", bars(days[:1]), fetched_at=FETCHED, known={2024: stale})
+        assert prices.read_ticker("WMT").column("date").to_pylist() == days[:1]
 
 
 def test_duckdb_reads_the_dataset_with_hive_partitions(tmp_path):

@@ -50,6 +50,9 @@ class ObjectStore(Protocol):
         """A human-readable location (s3://bucket/key or a path) for messages."""
 
 
+_LOST_RACE_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
+
+
 class S3ObjectStore:
     """Conditional writes with IfNoneMatch="*" (create) and IfMatch=<etag> (update)."""
 
@@ -85,10 +88,9 @@ class S3ObjectStore:
         except self.client.exceptions.ClientError as exc:
             error = exc.response.get("Error", {})
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if status in (409, 412) or error.get("Code") in (
-                "PreconditionFailed",
-                "ConditionalRequestConflict",
-            ):
+            # 412: the ETag moved; 409: a concurrent conditional write; 404 on IfMatch: deleted meanwhile.
+            lost_race = status in (409, 412) or error.get("Code") in _LOST_RACE_CODES
+            if lost_race or (expected_version and error.get("Code") == "NoSuchKey"):
                 raise PreconditionFailed(f"{self.describe(key)} changed while we wrote it") from None
             raise StoreError(f"writing {self.describe(key)} failed: {error.get('Code', exc)}") from None
         return response["ETag"]
@@ -145,11 +147,13 @@ class LocalObjectStore:
         return _content_version(body)
 
     def list_keys(self, prefix: str) -> Iterator[str]:
-        if not self.root.exists():
+        # Walk only the deepest directory the prefix names, not the whole store.
+        base = self.root / prefix.rpartition("/")[0]
+        if not base.is_dir():
             return
         keys = (
             path.relative_to(self.root).as_posix()
-            for path in self.root.rglob("*")
+            for path in base.rglob("*")
             if path.is_file() and not path.name.endswith((".lock", ".tmp"))
         )
         yield from sorted(key for key in keys if key.startswith(prefix))

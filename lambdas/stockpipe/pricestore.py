@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -78,6 +78,7 @@ class PriceStore:
         self.store = store
         self.max_attempts = max_attempts
         self.sleep = sleep
+        self._oldest_fetch: dict[str, datetime | None] = {}
 
     def read_year(self, ticker: str, year: int) -> YearObject:
         stored = self.store.get(object_key(ticker, year))
@@ -98,41 +99,88 @@ class PriceStore:
         tables = [self.read_year(ticker, year).table for year in self.years(ticker)]
         return pa.concat_tables(tables) if tables else empty_table()
 
-    def last_date(self, ticker: str) -> date | None:
+    def latest(self, ticker: str, *, year_hint: int | None = None) -> tuple[int, YearObject] | None:
+        """The newest non-empty year object, or None when nothing is stored.
+
+        ``year_hint`` (the current year, for the daily run) is tried first: one GET instead of LIST + GET.
+        """
+        if year_hint is not None:
+            obj = self.read_year(ticker, year_hint)
+            if obj.table.num_rows:
+                return year_hint, obj
         for year in reversed(self.years(ticker)):
-            table = self.read_year(ticker, year).table
-            if table.num_rows:
-                return pc.max(table.column("date")).as_py()
+            obj = self.read_year(ticker, year)
+            if obj.table.num_rows:
+                return year, obj
         return None
 
-    def oldest_adjusted_as_of(self, ticker: str) -> tuple[date | None, datetime | None]:
-        """(first stored date, oldest fetch time of any stored row); (None, None) when nothing is stored."""
-        first: date | None = None
-        oldest: datetime | None = None
-        for year in self.years(ticker):
-            obj = self.read_year(ticker, year)
-            if obj.table.num_rows and first is None:
-                first = pc.min(obj.table.column("date")).as_py()
-            if obj.adjusted_as_of and (oldest is None or obj.adjusted_as_of < oldest):
-                oldest = obj.adjusted_as_of
-        return first, oldest
+    def last_date(self, ticker: str) -> date | None:
+        latest = self.latest(ticker)
+        return pc.max(latest[1].table.column("date")).as_py() if latest else None
 
-    def upsert(self, ticker: str, table: pa.Table, *, fetched_at: datetime) -> int:
-        """Store ``table``'s rows (any years) for ticker; returns the number of rows upserted."""
+    def first_date(self, ticker: str) -> date | None:
+        for year in self.years(ticker):
+            table = self.read_year(ticker, year).table
+            if table.num_rows:
+                return pc.min(table.column("date")).as_py()
+        return None
+
+    def oldest_fetch(self, ticker: str) -> datetime | None:
+        """When the oldest stored row of ticker was fetched (None: nothing stored).
+
+        Reading it means reading every year object, so it is remembered per process. Stored fetch times
+        only ever move forward (new writes are fetched now; a rewrite replaces old rows), so a remembered
+        value is a lower bound: at worst it causes one extra history rewrite, never a missed one.
+        """
+        if ticker not in self._oldest_fetch:
+            oldest: datetime | None = None
+            for year in self.years(ticker):
+                as_of = self.read_year(ticker, year).adjusted_as_of
+                if as_of and (oldest is None or as_of < oldest):
+                    oldest = as_of
+            self._oldest_fetch[ticker] = oldest
+        return self._oldest_fetch[ticker]
+
+    def forget(self, ticker: str) -> None:
+        """Drop what is remembered of ticker (after its history was rewritten)."""
+        self._oldest_fetch.pop(ticker, None)
+
+    def upsert(
+        self,
+        ticker: str,
+        table: pa.Table,
+        *,
+        fetched_at: datetime,
+        known: Mapping[int, YearObject] | None = None,
+    ) -> int:
+        """Store ``table``'s rows (any years) for ticker; returns the number of rows upserted.
+
+        ``known`` holds year objects the caller has just read: the first compare-and-swap attempt uses
+        them instead of reading again (a stale one only costs a 412 and a re-read).
+        """
         if table.num_rows == 0:
             return 0
+        known = known or {}
         years = pc.year(table.column("date"))
         for year in pc.unique(years).to_pylist():
-            self._upsert_year(ticker, year, table.filter(pc.equal(years, year)), fetched_at)
+            rows = table.filter(pc.equal(years, year))
+            self._upsert_year(ticker, year, rows, fetched_at, known.get(year))
+        if ticker in self._oldest_fetch and self._oldest_fetch[ticker] is None:
+            self._oldest_fetch[ticker] = fetched_at
         return table.num_rows
 
-    def _upsert_year(self, ticker: str, year: int, rows: pa.Table, fetched_at: datetime) -> None:
+    def _upsert_year(
+        self, ticker: str, year: int, rows: pa.Table, fetched_at: datetime, known: YearObject | None
+    ) -> None:
         key = object_key(ticker, year)
         for attempt in range(self.max_attempts):
-            current = self.read_year(ticker, year)
+            fresh = known is None or attempt > 0
+            current = self.read_year(ticker, year) if fresh else known
             merged = merge(current.table, rows)
             if current.version is not None and merged.equals(current.table):
-                return  # same rows already stored: no new object version
+                if fresh:
+                    return  # same rows already stored: no new object version
+                continue  # the caller's copy may be stale: confirm against the store before skipping
             # The object is only as fresh as its oldest row that this write does not replace.
             keeps_older_rows = (
                 current.table.num_rows > 0

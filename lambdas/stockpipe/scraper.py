@@ -24,12 +24,10 @@ from stockpipe.errors import AuthenticationError, RateLimitError, StockpipeError
 from stockpipe.logs import emf_fields, get_logger
 from stockpipe.objectstore import ObjectStore, open_store
 from stockpipe.prices import date_bounds
-from stockpipe.pricestore import PriceStore
-from stockpipe.ratelimit import RateLimiter
+from stockpipe.pricestore import PriceStore, YearObject
 from stockpipe.scrape_event import ScrapeRequest, parse_scrape_event
-from stockpipe.secrets import resolve_token
 from stockpipe.settings import data_location, env_int
-from stockpipe.tiingo import DEFAULT_BASE_URL, RequestStats, TiingoClient
+from stockpipe.tiingo import RequestStats, TiingoClient, client_from_env
 from stockpipe.universe import load_universe
 
 log = get_logger("scraper")
@@ -39,14 +37,12 @@ log = get_logger("scraper")
 class ScraperSettings:
     concurrency: int = 8
     lookback_days: int = 7
-    requests_per_hour: int = 0  # 0: no client-side limit
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ScraperSettings:
         return cls(
             concurrency=env_int(env, "SCRAPER_CONCURRENCY", cls.concurrency, minimum=1),
             lookback_days=env_int(env, "LOOKBACK_DAYS", cls.lookback_days),
-            requests_per_hour=env_int(env, "TIINGO_REQUESTS_PER_HOUR", cls.requests_per_hour),
         )
 
 
@@ -68,13 +64,7 @@ def runtime_from_env(
     env: Mapping[str, str] = os.environ, *, s3_client: Any = None, secrets_client: Any = None
 ) -> ScraperRuntime:
     settings = ScraperSettings.from_env(env)
-    limiter = RateLimiter.per_hour(settings.requests_per_hour) if settings.requests_per_hour else None
-    client = TiingoClient(
-        resolve_token(env, secrets_client=secrets_client),
-        base_url=env.get("TIINGO_BASE_URL") or DEFAULT_BASE_URL,
-        rate_limiter=limiter,
-        max_connections=max(settings.concurrency, 1),
-    )
+    client = client_from_env(env, secrets_client=secrets_client, max_connections=settings.concurrency)
     return ScraperRuntime(open_store(data_location(env), s3_client), client, settings)
 
 
@@ -116,11 +106,14 @@ def _scrape_ticker(
     started = time.monotonic()
     try:
         now = runtime.clock()
-        table = _fetch(ticker, request, runtime, now.date(), outcome.stats)
+        table, known = _fetch(ticker, request, runtime, now.date(), outcome.stats)
         if _has_new_corporate_action(ticker, table, runtime.prices):
             table = _refetch_history(ticker, table, runtime, now.date(), outcome.stats)
             outcome.rewritten = True
-        outcome.rows = runtime.prices.upsert(ticker, table, fetched_at=now)
+            known = {}
+        outcome.rows = runtime.prices.upsert(ticker, table, fetched_at=now, known=known)
+        if outcome.rewritten:
+            runtime.prices.forget(ticker)
         outcome.start, outcome.end = date_bounds(table) or (None, None)
     except StockpipeError as exc:
         outcome.error = exc
@@ -133,15 +126,18 @@ def _scrape_ticker(
 
 def _fetch(
     ticker: str, request: ScrapeRequest, runtime: ScraperRuntime, today: date, stats: RequestStats
-) -> pa.Table:
+) -> tuple[pa.Table, dict[int, YearObject]]:
+    """The bars to store, and any year object read on the way (the upsert reuses it)."""
     client = runtime.client
     if request.start is not None:
-        return client.get_prices(ticker, request.start, request.end or today, stats=stats)
-    last = runtime.prices.last_date(ticker)
-    if last is None:
-        return client.get_latest(ticker, stats=stats)
+        return client.get_prices(ticker, request.start, request.end or today, stats=stats), {}
+    latest = runtime.prices.latest(ticker, year_hint=today.year)
+    if latest is None:
+        return client.get_latest(ticker, stats=stats), {}
+    year, stored = latest
+    last = pc.max(stored.table.column("date")).as_py()
     start = min(last - timedelta(days=runtime.settings.lookback_days), today)
-    return client.get_prices(ticker, start, today, stats=stats)
+    return client.get_prices(ticker, start, today, stats=stats), {year: stored}
 
 
 def _has_new_corporate_action(ticker: str, table: pa.Table, prices: PriceStore) -> bool:
@@ -159,7 +155,7 @@ def _has_new_corporate_action(ticker: str, table: pa.Table, prices: PriceStore) 
     if len(event_dates) == 0:
         return False
     newest_event = pc.max(event_dates).as_py()
-    _, oldest_fetch = prices.oldest_adjusted_as_of(ticker)
+    oldest_fetch = prices.oldest_fetch(ticker)
     return oldest_fetch is not None and newest_event >= oldest_fetch.date()
 
 
@@ -167,7 +163,7 @@ def _refetch_history(
     ticker: str, fetched: pa.Table, runtime: ScraperRuntime, today: date, stats: RequestStats
 ) -> pa.Table:
     """The ticker's whole stored range plus the new rows, in one request, so adj_* agree across years."""
-    first_stored, _ = runtime.prices.oldest_adjusted_as_of(ticker)
+    first_stored = runtime.prices.first_date(ticker)
     bounds = date_bounds(fetched)
     start = min(d for d in (first_stored, bounds[0] if bounds else None) if d is not None)
     end = max(today, bounds[1]) if bounds else today

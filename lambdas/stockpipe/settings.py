@@ -5,6 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date
 
+# Retries of one Tiingo request after the first attempt. Here, not in tiingo.py, because the orchestrator
+# budgets a step's worst case (1 + retries) without importing httpx/pyarrow on its cold start.
+DEFAULT_MAX_RETRIES = 4
+
 
 def env_int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
     raw = env.get(name, "").strip()

@@ -12,7 +12,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
@@ -34,10 +34,11 @@ from stockpipe.errors import (
 from stockpipe.logs import get_logger
 from stockpipe.prices import rows_to_table
 from stockpipe.ratelimit import RateLimiter
+from stockpipe.secrets import resolve_token
+from stockpipe.settings import DEFAULT_MAX_RETRIES, env_int
 from stockpipe.tickers import normalize_ticker
 
 DEFAULT_BASE_URL = "https://api.tiingo.com"
-DEFAULT_MAX_RETRIES = 4
 
 _log = get_logger("tiingo")
 _DETAIL_CHARS = 200
@@ -61,6 +62,20 @@ class TickerMetadata:
     name: str | None
     start_date: date | None  # None when Tiingo has no prices for the symbol
     end_date: date | None
+
+
+def client_from_env(
+    env: Mapping[str, str], *, secrets_client: Any = None, max_connections: int = 32
+) -> TiingoClient:
+    """The client both Lambdas use: token from Secrets Manager (or the env), TIINGO_BASE_URL, and a
+    client-side limit of TIINGO_REQUESTS_PER_HOUR (0 or unset: none)."""
+    per_hour = env_int(env, "TIINGO_REQUESTS_PER_HOUR", 0)
+    return TiingoClient(
+        resolve_token(env, secrets_client=secrets_client),
+        base_url=env.get("TIINGO_BASE_URL") or DEFAULT_BASE_URL,
+        rate_limiter=RateLimiter.per_hour(per_hour) if per_hour else None,
+        max_connections=max_connections,
+    )
 
 
 class TiingoClient:

@@ -26,8 +26,7 @@ from stockpipe.backfill.progress_store import ProgressStore
 from stockpipe.errors import StockpipeError
 from stockpipe.logs import emf_fields, get_logger
 from stockpipe.objectstore import ObjectStore
-from stockpipe.settings import env_date, env_int
-from stockpipe.tiingo import DEFAULT_MAX_RETRIES
+from stockpipe.settings import DEFAULT_MAX_RETRIES, env_date, env_int
 from stockpipe.universe import load_universe
 
 log = get_logger("backfill")

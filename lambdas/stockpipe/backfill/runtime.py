@@ -21,7 +21,6 @@ from stockpipe.backfill.orchestrator import (
     utc_now,
 )
 from stockpipe.objectstore import open_store
-from stockpipe.secrets import resolve_token
 from stockpipe.settings import data_location
 
 
@@ -29,10 +28,9 @@ def tiingo_metadata_source(env: Mapping[str, str], *, secrets_client: Any = None
     """Metadata via TiingoClient; token and client are created on first use and then reused."""
 
     def build() -> Any:
-        from stockpipe.tiingo import DEFAULT_BASE_URL, TiingoClient
+        from stockpipe.tiingo import client_from_env  # httpx + pyarrow: only when metadata is needed
 
-        token = resolve_token(env, secrets_client=secrets_client)
-        return TiingoClient(token, base_url=env.get("TIINGO_BASE_URL") or DEFAULT_BASE_URL)
+        return client_from_env(env, secrets_client=secrets_client)
 
     return TiingoMetadataSource(build)
 

@@ -94,7 +94,6 @@ def test_hourly_runs_backfill_the_universe_within_budget(
     assert summaries[-1]["stopped"] == "complete"
     assert summaries[0]["stopped"] == "budget"
     assert summaries[-1]["parked"] == ["XYZ"]
-    today = backfill_orchestrator.runtime().today()
     prices = PriceStore(store)
     for ticker in ("AAPL", "META"):
         expected = [row["date"][:10] for row in simulator.history(ticker, START, simulator.today)]
@@ -104,7 +103,7 @@ def test_hourly_runs_backfill_the_universe_within_budget(
     assert all(set(event) == {"tickers", "start_date", "end_date"} for event in lambda_env.invocations)
     aapl = [e for e in lambda_env.invocations if e["tickers"] == ["AAPL"]]
     assert aapl[0]["start_date"] == START.isoformat()
-    assert aapl[-1]["end_date"] == today.isoformat()
+    assert aapl[-1]["end_date"] == simulator.today.isoformat()  # the plan ends at Tiingo's last price
     status = backfill_orchestrator.lambda_handler({"action": "status"}, None)
     assert status["counts"] == {"done": 2, "in_progress": 0, "parked": 1, "pending": 0}
     assert status["tickers"]["XYZ"]["last_error"].startswith("not_found")

@@ -315,3 +315,42 @@ def test_valid_events(event: object, expected: object) -> None:
 def test_invalid_events_name_the_problem(event: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_event(event)
+
+
+def test_a_delisted_tickers_plan_ends_at_its_last_price() -> None:
+    state = prog.record_metadata(
+        prog.Progress(),
+        "OLD",
+        date(2010, 1, 4),
+        last_date=date(2012, 3, 30),
+        backfill_start=START,
+        plan_day=TODAY,
+        requests=1,
+        owner="a",
+        now=NOW,
+    )
+    record = state.get("OLD")
+    assert record is not None
+    assert (record.start, record.end) == (date(2010, 1, 4), date(2012, 3, 30))
+
+
+def test_an_empty_chunk_is_redone_then_accepted_as_a_gap_without_parking() -> None:
+    state = planned()
+    work = prog.next_work(state, "AAPL", chunk_months=6, now=NOW)
+    assert work is not None
+    start, end = work.start, work.end
+    for attempt in (1, 2):
+        state = prog.record_empty_chunk(
+            state, "AAPL", start, end, requests=1, owner="a", now=NOW, max_attempts=3
+        )
+        record = state.get("AAPL")
+        assert record is not None
+        assert (record.attempts, record.next_start, record.parked) == (attempt, start, False)
+        assert record.last_error.startswith("empty: ")
+    state = prog.record_empty_chunk(state, "AAPL", start, end, requests=1, owner="a", now=NOW, max_attempts=3)
+    record = state.get("AAPL")
+    assert record is not None
+    assert record.next_start > end  # moved on: a real gap in Tiingo's data does not block the ticker
+    assert not record.parked
+    assert record.attempts == 0
+    assert "accepted as a gap" in record.last_error

@@ -23,6 +23,7 @@ from stockpipe.backfill import progress as prog
 from stockpipe.backfill.events import ActionEvent, Event, RunEvent, parse_event
 from stockpipe.backfill.invoker import InvokeError, Invoker
 from stockpipe.backfill.progress_store import ProgressStore
+from stockpipe.calendar import trading_days
 from stockpipe.errors import StockpipeError
 from stockpipe.logs import emf_fields, get_logger
 from stockpipe.objectstore import ObjectStore
@@ -73,12 +74,13 @@ class BackfillSettings:
 
 @dataclass(frozen=True)
 class MetadataResult:
-    """A metadata lookup: Tiingo's first price date (None: no prices) or the error kind and message."""
+    """A metadata lookup: Tiingo's first and last price dates (None: no prices), or the error."""
 
     first_date: date | None
     requests: int
     error_kind: str | None = None
     message: str = ""
+    last_date: date | None = None
 
 
 class MetadataSource(Protocol):
@@ -105,7 +107,7 @@ class TiingoMetadataSource:
             metadata = self._get_client().get_metadata(ticker, stats=stats)
         except StockpipeError as exc:
             return MetadataResult(None, stats.requests, exc.kind, str(exc)[:300])
-        return MetadataResult(metadata.start_date, stats.requests)
+        return MetadataResult(metadata.start_date, stats.requests, last_date=metadata.end_date)
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,7 @@ class StepOutcome:
     ok: bool
     rows: int = 0
     first_date: date | None = None
+    last_date: date | None = None
     error_kind: str | None = None
     message: str = ""
     duration_ms: int = 0
@@ -228,6 +231,7 @@ class Orchestrator:
                 result.requests,
                 ok=result.error_kind is None,
                 first_date=result.first_date,
+                last_date=result.last_date,
                 error_kind=result.error_kind,
                 message=result.message,
             )
@@ -254,7 +258,12 @@ class Orchestrator:
         requests = _as_int(summary.get("requests"), reserve)
         done = summary["succeeded"].get(work.ticker)
         if isinstance(done, dict):
-            return StepOutcome(work, requests, ok=True, rows=_as_int(done.get("rows"), 0))
+            rows = _as_int(done.get("rows"), 0)
+            if rows == 0 and next(trading_days(work.start, work.end), None) is not None:
+                # Tiingo answered [] for trading days: a glitch until proven otherwise (see progress).
+                message = f"{work.ticker}: no rows for the trading days of {work.start}..{work.end}"
+                return StepOutcome(work, requests, ok=False, error_kind=prog.EMPTY, message=message)
+            return StepOutcome(work, requests, ok=True, rows=rows)
         failed = summary.get("failed", {}).get(work.ticker)
         if isinstance(failed, dict):
             kind = str(failed.get("error") or "error")
@@ -268,6 +277,18 @@ class Orchestrator:
     def apply(self, outcome: StepOutcome, owner: str) -> Callable[[prog.Progress], prog.Progress]:
         """The pure transition for ``outcome`` (re-applied by the store after a lost race)."""
         work, now, settings = outcome.work, self.clock(), self.settings
+        if outcome.error_kind == prog.EMPTY and work.start is not None and work.end is not None:
+            start, end = work.start, work.end
+            return lambda p: prog.record_empty_chunk(
+                p,
+                work.ticker,
+                start,
+                end,
+                requests=outcome.requests,
+                owner=owner,
+                now=now,
+                max_attempts=settings.max_attempts,
+            )
         if not outcome.ok:
             return lambda p: prog.record_failure(
                 p,
@@ -286,6 +307,7 @@ class Orchestrator:
                 p,
                 work.ticker,
                 outcome.first_date,
+                last_date=outcome.last_date,
                 backfill_start=settings.start_date,
                 plan_day=plan_day,
                 requests=outcome.requests,

@@ -52,15 +52,19 @@ def count_chunks(start: date | None, end: date, chunk_months: int) -> int:
     return sum(1 for _ in iter_chunks(start, end, chunk_months))
 
 
-def backfill_range(backfill_start: date, first_date: date | None, plan_day: date) -> tuple[date, date] | None:
-    """``[max(BACKFILL_START_DATE, Tiingo's first date), plan_day]``, or None when there is nothing.
+def backfill_range(
+    backfill_start: date, first_date: date | None, plan_day: date, last_date: date | None = None
+) -> tuple[date, date] | None:
+    """``[max(BACKFILL_START_DATE, Tiingo's first date), min(plan_day, Tiingo's last date)]`` or None.
 
     None for a ticker without prices (metadata start date null) or one whose first date is after
-    the day its plan is made (the daily scraper covers it from there).
+    the day its plan is made (the daily scraper covers it from there). A delisted ticker's plan ends
+    at its last price: chunks after it would only ever be empty.
     """
     if first_date is None:
         return None
     start = max(backfill_start, first_date)
-    if start > plan_day:
+    end = min(plan_day, last_date) if last_date else plan_day
+    if start > end:
         return None
-    return start, plan_day
+    return start, end

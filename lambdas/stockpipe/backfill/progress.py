@@ -17,6 +17,7 @@ from stockpipe.backfill.plan import ONE_DAY, backfill_range, count_chunks, next_
 
 VERSION = 1
 NOT_FOUND = "not_found"
+EMPTY = "empty"  # Tiingo answered [] for a range that has trading days
 MAX_ERROR_CHARS = 300
 
 
@@ -200,17 +201,18 @@ def record_metadata(
     requests: int,
     owner: str,
     now: datetime,
+    last_date: date | None = None,
 ) -> Progress:
-    """Fix the ticker's range from Tiingo's first date; no prices (or none before plan_day) -> done."""
+    """Fix the ticker's range from Tiingo's first and last dates; no prices before plan_day -> done."""
     record = progress.get(ticker) or TickerProgress()
     lease = _drop_own_lease(record, owner)
     if record.planned:  # another run planned it first: keep that plan
         return progress.with_ticker(ticker, replace(record, lease=lease, requests=record.requests + requests))
-    span = backfill_range(backfill_start, first_date, plan_day)
+    span = backfill_range(backfill_start, first_date, plan_day, last_date)
     planned = replace(
         record,
         start=span[0] if span else None,
-        end=plan_day,
+        end=span[1] if span else plan_day,
         next_start=span[0] if span else None,
         done=span is None,
         attempts=0,
@@ -259,6 +261,45 @@ def record_chunk(
             rows=record.rows + rows,
         )
     return progress.with_ticker(ticker, updated)
+
+
+def record_empty_chunk(
+    progress: Progress,
+    ticker: str,
+    start: date,
+    end: date,
+    *,
+    requests: int,
+    owner: str,
+    now: datetime,
+    max_attempts: int,
+) -> Progress:
+    """Tiingo answered ``[]`` for a chunk that has trading days.
+
+    Usually a glitch, so the chunk is redone by later runs; after ``max_attempts`` it is accepted as a
+    gap in Tiingo's data (noted in ``last_error``) instead of parking the ticker, so later chunks load.
+    """
+    record = progress.get(ticker)
+    if record is None:
+        return progress
+    message = f"no rows for the trading days of {start}..{end}"
+    if record.attempts + 1 < max_attempts:
+        return record_failure(
+            progress,
+            ticker,
+            kind=EMPTY,
+            message=message,
+            requests=requests,
+            owner=owner,
+            now=now,
+            max_attempts=max_attempts,
+        )
+    accepted = record_chunk(progress, ticker, start, end, rows=0, requests=requests, owner=owner, now=now)
+    updated = accepted.get(ticker)
+    if updated is None or (updated.next_start == record.next_start and not updated.done):
+        return accepted  # another run had already moved past this chunk
+    note = f"{EMPTY}: {message}; accepted as a gap after {max_attempts} attempts"
+    return accepted.with_ticker(ticker, replace(updated, last_error=note))
 
 
 def record_failure(

@@ -51,8 +51,9 @@ CANDIDATES = [*HISTORY, UNKNOWN]
 LEASE_SECONDS = 600
 MAX_ATTEMPTS = 3
 REQUESTS_PER_STEP = 1 + DEFAULT_MAX_RETRIES
-# Faults the pipeline must survive. "empty" ([] for a range with trading days) is left out on purpose:
-# the backfill records such a chunk as done and the gap is never filled (see the final report).
+# Faults the pipeline must survive. "empty" ([] for a range with trading days) is left out: a chunk that
+# answers [] MAX_ATTEMPTS times is accepted as a gap by design, which the exact-data invariant here does not
+# model; tests/test_fault_matrix_backfill.py covers the redo, tests/backfill/test_progress.py the acceptance.
 FAULTS = [
     "500",
     "502",

@@ -127,3 +127,18 @@ def test_no_window_ever_holds_more_than_limit(
         assert granted[i + limit] - granted[i] >= window - 1e-9
     # And blocking never waits longer than needed: each sleep ends exactly when a slot frees up.
     assert all(s <= window + 1e-9 for s in clock.sleeps)
+
+
+def test_max_wait_raises_instead_of_sleeping_out_the_window() -> None:
+    from stockpipe.errors import RateLimitError
+
+    clock = FakeClock()
+    limiter = RateLimiter(2, 3600.0, clock=clock, sleep=clock.sleep)
+    limiter.acquire(max_wait=60)
+    limiter.acquire(max_wait=60)
+    with pytest.raises(RateLimitError, match="2 requests per 3600 s") as caught:
+        limiter.acquire(max_wait=60)
+    assert caught.value.retry_after == pytest.approx(3600.0)
+    assert clock.sleeps == []  # gave up at once, no partial wait
+    clock.now += 3600
+    limiter.acquire(max_wait=60)  # the window moved on

@@ -13,6 +13,7 @@ from stockpipe import scraper
 from stockpipe.objectstore import S3ObjectStore
 from stockpipe.prices import rows_to_table
 from stockpipe.pricestore import PriceStore
+from stockpipe.ratelimit import RateLimiter
 from stockpipe.tiingo import TiingoClient
 from stockpipe.universe import save_universe
 from tests.conftest import TEST_TOKEN
@@ -244,3 +245,37 @@ def test_missing_data_bucket_is_named(monkeypatch):
     with pytest.raises(ValueError, match="DATA_BUCKET is required"):
         lambda_function.lambda_handler({}, None)
     lambda_function.runtime.cache_clear()
+
+
+def test_catch_up_over_the_hourly_quota_is_fair_across_runs(simulator, bucket, s3_client):
+    """Free plan, more tickers than one run's quota: a run stops cleanly at the client-side limit, and
+    the next run starts with the tickers the last one did not reach (furthest behind first)."""
+    store = S3ObjectStore(bucket, s3_client)
+    seed = scraper.ScraperRuntime(
+        store, TiingoClient(TEST_TOKEN, base_url=simulator.base_url), clock=lambda: EVENING
+    )
+    tickers = ["AAPL", "MSFT", "SPY", "JPM"]
+    scraper.handle({"tickers": tickers, "start_date": "2024-05-01", "end_date": "2024-06-07"}, seed)
+    seed.client.close()
+    simulator.reset_stats()
+
+    def run_with_fresh_quota():
+        client = TiingoClient(
+            TEST_TOKEN, base_url=simulator.base_url, rate_limiter=RateLimiter.per_hour(2), max_limiter_wait=60
+        )
+        runtime = scraper.ScraperRuntime(store, client, clock=lambda: EVENING)
+        runtime.settings = scraper.ScraperSettings(concurrency=1)
+        try:
+            return scraper.handle({"tickers": tickers}, runtime)
+        finally:
+            client.close()
+
+    first = run_with_fresh_quota()
+    assert len(first["succeeded"]) == 2
+    assert {f["error"] for f in first["failed"].values()} <= {"rate_limited", "skipped"}
+    assert "client-side limit" in " ".join(f["message"] for f in first["failed"].values())
+    second = run_with_fresh_quota()
+    assert set(second["succeeded"]) == set(first["failed"])  # the ones left behind went first
+    assert simulator.count() == 4  # never more than the quota: no request was refused by Tiingo
+    for ticker in tickers:
+        assert PriceStore(store).last_date(ticker) == TODAY

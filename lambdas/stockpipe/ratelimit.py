@@ -14,6 +14,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from stockpipe.errors import RateLimitError
+
 
 class RateLimiter:
     """At most ``limit`` acquisitions in any half-open interval ``[t, t + window)``.
@@ -63,12 +65,22 @@ class RateLimiter:
         """Take a slot if one is free right now; never blocks."""
         return self._reserve() == 0.0
 
-    def acquire(self) -> None:
-        """Block until one more request fits in the window, then count it."""
+    def acquire(self, max_wait: float | None = None) -> None:
+        """Block until one more request fits in the window, then count it.
+
+        With ``max_wait``, raise RateLimitError instead of waiting longer than that: a Lambda cannot
+        sleep out an hourly quota, so it stops and leaves the rest to its next run.
+        """
         while True:
             wait = self._reserve()
             if wait == 0.0:
                 return
+            if max_wait is not None and wait > max_wait:
+                raise RateLimitError(
+                    f"client-side limit of {self.limit} requests per {self.window:g} s reached; "
+                    f"next slot in {wait:.0f} s",
+                    retry_after=wait,
+                )
             # Sleep outside the lock; another thread may take the slot first, so re-check afterwards.
             self._sleep(wait)
 

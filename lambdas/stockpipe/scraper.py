@@ -87,17 +87,45 @@ class _Outcome:
     duration_ms: int = 0
 
 
+Latest = tuple[int, YearObject] | None  # a ticker's newest stored year object (None: nothing stored)
+
+
 def scrape(tickers: list[str], request: ScrapeRequest, runtime: ScraperRuntime) -> dict[str, Any]:
     started = time.monotonic()
     stop = threading.Event()
     workers = max(1, min(runtime.settings.concurrency, len(tickers)))
+    year = runtime.clock().year
+    stored: dict[str, Latest | StockpipeError] = {}
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scrape") as pool:
-        outcomes = list(pool.map(lambda t: _scrape_ticker(t, request, runtime, stop), tickers))
+        if request.start is None:
+            # Catch-up reads what is stored first and fetches the tickers furthest behind first: when a
+            # quota stops this run, the next one starts with the tickers it did not reach.
+            read = pool.map(lambda t: _read_latest(runtime.prices, t, year), tickers)
+            stored = dict(zip(tickers, read, strict=True))
+            tickers = sorted(tickers, key=lambda t: _last_date(stored[t]) or date.min)
+        outcomes = list(pool.map(lambda t: _scrape_ticker(t, request, runtime, stop, stored.get(t)), tickers))
     return _summarise(outcomes, request, time.monotonic() - started)
 
 
+def _read_latest(prices: PriceStore, ticker: str, year: int) -> Latest | StockpipeError:
+    try:
+        return prices.latest(ticker, year_hint=year)
+    except StockpipeError as exc:
+        return exc  # reported as this ticker's failure; the others go on
+
+
+def _last_date(latest: Latest | StockpipeError) -> date | None:
+    if latest is None or isinstance(latest, StockpipeError):
+        return None
+    return pc.max(latest[1].table.column("date")).as_py()
+
+
 def _scrape_ticker(
-    ticker: str, request: ScrapeRequest, runtime: ScraperRuntime, stop: threading.Event
+    ticker: str,
+    request: ScrapeRequest,
+    runtime: ScraperRuntime,
+    stop: threading.Event,
+    latest: Latest | StockpipeError,
 ) -> _Outcome:
     outcome = _Outcome(ticker, RequestStats())
     if stop.is_set():
@@ -105,8 +133,10 @@ def _scrape_ticker(
         return outcome
     started = time.monotonic()
     try:
+        if isinstance(latest, StockpipeError):
+            raise latest
         now = runtime.clock()
-        table, known = _fetch(ticker, request, runtime, now.date(), outcome.stats)
+        table, known = _fetch(ticker, request, runtime, now.date(), outcome.stats, latest)
         if _has_new_corporate_action(ticker, table, runtime.prices):
             table = _refetch_history(ticker, table, runtime, now.date(), outcome.stats)
             outcome.rewritten = True
@@ -125,13 +155,17 @@ def _scrape_ticker(
 
 
 def _fetch(
-    ticker: str, request: ScrapeRequest, runtime: ScraperRuntime, today: date, stats: RequestStats
+    ticker: str,
+    request: ScrapeRequest,
+    runtime: ScraperRuntime,
+    today: date,
+    stats: RequestStats,
+    latest: Latest,
 ) -> tuple[pa.Table, dict[int, YearObject]]:
-    """The bars to store, and any year object read on the way (the upsert reuses it)."""
+    """The bars to store, and the year object catch-up read (the upsert reuses it)."""
     client = runtime.client
     if request.start is not None:
         return client.get_prices(ticker, request.start, request.end or today, stats=stats), {}
-    latest = runtime.prices.latest(ticker, year_hint=today.year)
     if latest is None:
         return client.get_latest(ticker, stats=stats), {}
     year, stored = latest

@@ -68,12 +68,14 @@ def client_from_env(
     env: Mapping[str, str], *, secrets_client: Any = None, max_connections: int = 32
 ) -> TiingoClient:
     """The client both Lambdas use: token from Secrets Manager (or the env), TIINGO_BASE_URL, and a
-    client-side limit of TIINGO_REQUESTS_PER_HOUR (0 or unset: none)."""
+    client-side limit of TIINGO_REQUESTS_PER_HOUR (0 or unset: none). A Lambda never sleeps out the
+    hourly quota: past TIINGO_MAX_LIMIT_WAIT_SECONDS (default 60) it stops and the next run goes on."""
     per_hour = env_int(env, "TIINGO_REQUESTS_PER_HOUR", 0)
     return TiingoClient(
         resolve_token(env, secrets_client=secrets_client),
         base_url=env.get("TIINGO_BASE_URL") or DEFAULT_BASE_URL,
         rate_limiter=RateLimiter.per_hour(per_hour) if per_hour else None,
+        max_limiter_wait=env_int(env, "TIINGO_MAX_LIMIT_WAIT_SECONDS", 60),
         max_connections=max_connections,
     )
 
@@ -91,6 +93,7 @@ class TiingoClient:
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
         rate_limiter: RateLimiter | None = None,
+        max_limiter_wait: float | None = None,
         max_connections: int = 32,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -108,6 +111,7 @@ class TiingoClient:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.rate_limiter = rate_limiter
+        self.max_limiter_wait = max_limiter_wait  # None: wait as long as the limiter says
         self._sleep = sleep
         self._random = random.Random()
         self._stats_lock = threading.Lock()
@@ -223,7 +227,7 @@ class TiingoClient:
     ) -> Any:
         """Send once; return the parsed body, or the TiingoError to raise/retry (never raises httpx)."""
         if self.rate_limiter is not None:
-            self.rate_limiter.acquire()
+            self.rate_limiter.acquire(self.max_limiter_wait)  # RateLimitError past max_limiter_wait
         self._count(stats, "requests")
         failure: str | None = None
         try:

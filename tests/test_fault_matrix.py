@@ -6,7 +6,6 @@ not be retried away is reported by kind. Adding a fault is one line in CASES.
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -20,6 +19,7 @@ from stockpipe.prices import rows_to_table
 from stockpipe.pricestore import PriceStore, object_key
 from stockpipe.tiingo import TiingoClient
 from tests.conftest import TEST_TOKEN
+from tests.threads import run_concurrently
 
 EVENING = datetime(2024, 6, 14, 23, 0, tzinfo=UTC)
 TICKERS = ["AAPL", "MSFT", "SPY"]
@@ -133,20 +133,12 @@ def test_unknown_ticker_is_isolated_and_parks_nothing_else(simulator, make_runti
 def test_two_writers_race_on_the_same_objects(simulator, make_runtime):
     """Two scrapes of overlapping ranges at once (S3 412s between them): the union survives."""
     first, second = make_runtime(), make_runtime()
-    barrier = threading.Barrier(2)
-
-    def run(runtime, dates):
-        barrier.wait()
-        scraper.handle(event(dates), runtime)
-
-    threads = [
-        threading.Thread(target=run, args=(first, (EARLIER[0], date(2024, 3, 28)))),
-        threading.Thread(target=run, args=(second, (date(2023, 12, 1), RANGE[1]))),
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_concurrently(
+        [
+            lambda: scraper.handle(event((EARLIER[0], date(2024, 3, 28))), first),
+            lambda: scraper.handle(event((date(2023, 12, 1), RANGE[1])), second),
+        ]
+    )
     stored = dataset(first)
     for ticker in TICKERS:
         assert stored[ticker].equals(truth(simulator, ticker))
@@ -156,11 +148,7 @@ def test_same_event_delivered_twice_at_once(simulator, make_runtime):
     """Lambda async delivery can duplicate an event: concurrent duplicates leave one copy of each row."""
     runtimes = [make_runtime(), make_runtime()]
     scraper.handle(event(EARLIER), runtimes[0])
-    threads = [threading.Thread(target=scraper.handle, args=(event(RANGE), rt)) for rt in runtimes]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_concurrently([lambda rt=rt: scraper.handle(event(RANGE), rt) for rt in runtimes])
     stored = dataset(runtimes[0])
     for ticker in TICKERS:
         assert stored[ticker].equals(truth(simulator, ticker))

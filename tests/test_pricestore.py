@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import threading
 from datetime import UTC, date, datetime, timedelta
 
 import duckdb
@@ -16,6 +15,7 @@ from hypothesis import strategies as st
 from stockpipe.objectstore import LocalObjectStore, S3ObjectStore
 from stockpipe.prices import PRICE_SCHEMA, normalize
 from stockpipe.pricestore import PriceStore, merge, object_key
+from tests.threads import run_concurrently
 
 FETCHED = datetime(2024, 6, 14, 22, 0, tzinfo=UTC)
 
@@ -104,18 +104,12 @@ def test_concurrent_writers_lose_nothing(store):
     prices = PriceStore(store)
     all_days = weekdays(date(2024, 1, 2), 80)
     slices = [all_days[i::8] for i in range(8)]
-    barrier = threading.Barrier(8)
 
     def write(days: list[date]) -> None:
-        barrier.wait()
         for day in days:
             prices.upsert("AMZN", bars([day]), fetched_at=FETCHED)
 
-    threads = [threading.Thread(target=write, args=(s,)) for s in slices]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_concurrently([lambda s=s: write(s) for s in slices])
     assert prices.read_ticker("AMZN").column("date").to_pylist() == all_days
 
 

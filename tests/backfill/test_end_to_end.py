@@ -3,7 +3,6 @@ on the moto S3 server or a local directory."""
 
 from __future__ import annotations
 
-import threading
 from datetime import date
 from typing import Any
 
@@ -19,6 +18,7 @@ from stockpipe.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
 from stockpipe.pricestore import PriceStore
 from stockpipe.tiingo import TiingoClient
 from tests.conftest import TEST_TOKEN
+from tests.threads import run_concurrently
 
 START = date(2023, 7, 1)
 TICKERS = ["AAPL", "META", "XYZ", "BRK-B"]
@@ -134,21 +134,10 @@ def test_crash_after_data_write_then_next_run_completes(bucket, s3_client, simul
 def test_two_overlapping_runs_on_one_bucket(bucket, s3_client, simulator) -> None:
     simulator.faults.latency = 0.01
     store = S3ObjectStore(bucket, s3_client)
-    errors: list[BaseException] = []
     summaries: list[dict[str, Any]] = []
-
-    def loop() -> None:
-        try:
-            summaries.extend(run_until_complete(store, simulator, concurrency=2))
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=loop) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors
+    run_concurrently(
+        [lambda: summaries.extend(run_until_complete(store, simulator, concurrency=2)) for _ in range(2)]
+    )
     assert simulator.count(kind="prices") == expected_chunks()  # no chunk fetched by both runs
     assert simulator.count(kind="metadata") == len(TICKERS)
     assert sum(s["chunks_done"] for s in summaries) == expected_chunks()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from datetime import date
 from typing import Any
 
@@ -19,6 +18,7 @@ from stockpipe.errors import PreconditionFailed
 from stockpipe.objectstore import LocalObjectStore, ObjectStore, StoredObject
 from stockpipe.pricestore import PriceStore
 from stockpipe.universe import save_universe
+from tests.threads import run_concurrently
 
 START = date(2020, 1, 1)
 TICKERS = ["AAPL", "META", "NEWCO"]
@@ -245,20 +245,11 @@ def test_hard_crash_leaves_a_lease_that_expires(world: World) -> None:
 def test_two_overlapping_runs_share_the_work(world: World) -> None:
     world.scraper.delay = 0.01
     results: dict[str, list[dict[str, Any]]] = {}
-    errors: list[BaseException] = []
 
     def loop(name: str) -> None:
-        try:
-            results[name] = run_until_complete(world, TICKERS, concurrency=2)
-        except BaseException as exc:
-            errors.append(exc)
+        results[name] = run_until_complete(world, TICKERS, concurrency=2)
 
-    threads = [threading.Thread(target=loop, args=(name,)) for name in ("a", "b")]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors
+    run_concurrently([lambda name=name: loop(name) for name in ("a", "b")])
     assert world.scraper.overlaps == []  # no chunk was ever in flight in both runs at once
     assert len(set(world.scraper.calls)) == len(world.scraper.calls)  # and none was done twice
     assert world.metadata.requests == len(TICKERS)

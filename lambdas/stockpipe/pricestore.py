@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from stockpipe.errors import PreconditionFailed, StoreError
 from stockpipe.objectstore import ObjectStore
-from stockpipe.prices import PRICE_SCHEMA, empty_table, normalize
+from stockpipe.prices import PRICE_SCHEMA, date_bounds, empty_table, normalize
 
 PRICES_PREFIX = "prices/daily"
 # Parquet key-value metadata: when the oldest rows of the object were fetched. Tiingo restates adjusted
@@ -58,6 +58,14 @@ class YearObject:
     table: pa.Table
     adjusted_as_of: datetime | None
     version: str | None
+
+    @property
+    def last_date(self) -> date | None:
+        bounds = date_bounds(self.table)
+        return bounds[1] if bounds else None
+
+
+Latest = tuple[int, YearObject] | None  # a ticker's newest stored year and its object (None: nothing stored)
 
 
 def decode(body: bytes, version: str | None = None) -> YearObject:
@@ -103,7 +111,7 @@ class PriceStore:
         tables = [self.read_year(ticker, year).table for year in self.years(ticker)]
         return pa.concat_tables(tables) if tables else empty_table()
 
-    def latest(self, ticker: str, *, year_hint: int | None = None) -> tuple[int, YearObject] | None:
+    def latest(self, ticker: str, *, year_hint: int | None = None) -> Latest:
         """The newest non-empty year object, or None when nothing is stored.
 
         ``year_hint`` (the current year, for the daily run) is tried first: one GET instead of LIST + GET.
@@ -120,7 +128,7 @@ class PriceStore:
 
     def last_date(self, ticker: str) -> date | None:
         latest = self.latest(ticker)
-        return pc.max(latest[1].table.column("date")).as_py() if latest else None
+        return latest[1].last_date if latest else None
 
     def first_date(self, ticker: str) -> date | None:
         for year in self.years(ticker):

@@ -24,7 +24,7 @@ from stockpipe.errors import AuthenticationError, RateLimitError, StockpipeError
 from stockpipe.logs import emf_fields, get_logger
 from stockpipe.objectstore import ObjectStore, open_store
 from stockpipe.prices import date_bounds
-from stockpipe.pricestore import PriceStore, YearObject
+from stockpipe.pricestore import Latest, PriceStore, YearObject
 from stockpipe.scrape_event import ScrapeRequest, parse_scrape_event
 from stockpipe.settings import data_location, env_int
 from stockpipe.tiingo import RequestStats, TiingoClient, client_from_env
@@ -87,9 +87,6 @@ class _Outcome:
     duration_ms: int = 0
 
 
-Latest = tuple[int, YearObject] | None  # a ticker's newest stored year object (None: nothing stored)
-
-
 def scrape(tickers: list[str], request: ScrapeRequest, runtime: ScraperRuntime) -> dict[str, Any]:
     started = time.monotonic()
     stop = threading.Event()
@@ -117,7 +114,7 @@ def _read_latest(prices: PriceStore, ticker: str, year: int) -> Latest | Stockpi
 def _last_date(latest: Latest | StockpipeError) -> date | None:
     if latest is None or isinstance(latest, StockpipeError):
         return None
-    return pc.max(latest[1].table.column("date")).as_py()
+    return latest[1].last_date
 
 
 def _scrape_ticker(
@@ -169,8 +166,8 @@ def _fetch(
     if latest is None:
         return client.get_latest(ticker, stats=stats), {}
     year, stored = latest
-    last = pc.max(stored.table.column("date")).as_py()
-    start = min(last - timedelta(days=runtime.settings.lookback_days), today)
+    assert stored.last_date is not None  # latest() returns non-empty years only
+    start = min(stored.last_date - timedelta(days=runtime.settings.lookback_days), today)
     return client.get_prices(ticker, start, today, stats=stats), {year: stored}
 
 

@@ -17,9 +17,10 @@ import pulumi
 import pulumi_aws as aws
 
 from components.naming import physical_name
+from stockpipe import layout
 
-METRIC_NAMESPACE = "StockPipeline"
-ROWS_METRIC = "RowsWritten"
+METRIC_NAMESPACE = layout.METRIC_NAMESPACE
+ROWS_METRIC = layout.ScraperMetric.ROWS_WRITTEN
 DAY_SECONDS = 86400
 _WEEKDAYS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
 # Dates in winter and summer: a run day must hold in both (DST moves a run across UTC midnight).
@@ -217,7 +218,7 @@ def freshness_alarm(
             "metric": {
                 "namespace": METRIC_NAMESPACE,
                 "metric_name": ROWS_METRIC,
-                "dimensions": {"Function": function_name},
+                "dimensions": {layout.FUNCTION_DIMENSION: function_name},
                 "stat": "Sum",
                 "period": DAY_SECONDS,
             },

@@ -10,13 +10,15 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from stockpipe import layout
+
 Statement = dict[str, Any]
 
 VERSION = "2012-10-17"
-# The object prefixes of the S3 layout (see stockpipe.universe / the handlers).
-UNIVERSE_KEY = "config/universe.json"
-PRICES_PREFIX = "prices/daily/"
-BACKFILL_PREFIX = "backfill/"
+# The object prefixes of the S3 layout, as IAM resource suffixes (defined in stockpipe.layout).
+PRICES_PREFIX = layout.PRICES_PREFIX + "/"
+UNIVERSE_KEY = layout.UNIVERSE_KEY
+BACKFILL_PREFIX = layout.BACKFILL_PREFIX
 
 
 def document(statements: Iterable[Statement]) -> dict[str, Any]:

@@ -13,7 +13,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-METRIC_NAMESPACE = "StockPipeline"
+from stockpipe.layout import METRIC_NAMESPACE
+
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 

@@ -19,21 +19,17 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from stockpipe.errors import PreconditionFailed, StoreError
+from stockpipe.layout import PRICES_PREFIX, ticker_prefix
+from stockpipe.layout import price_key as object_key
 from stockpipe.objectstore import ObjectStore
 from stockpipe.prices import PRICE_SCHEMA, date_bounds, empty_table, normalize
 
-PRICES_PREFIX = "prices/daily"
 # Parquet key-value metadata: when the oldest rows of the object were fetched. Tiingo restates adjusted
 # columns after each split/dividend, so rows fetched before an event carry stale adj_* values.
 ADJUSTED_AS_OF = b"stockpipe.adjusted_as_of"
 
 
-def ticker_prefix(ticker: str) -> str:
-    return f"{PRICES_PREFIX}/ticker={ticker}/"
-
-
-def object_key(ticker: str, year: int) -> str:
-    return f"{ticker_prefix(ticker)}year={year}/data.parquet"
+__all__ = ["PRICES_PREFIX", "object_key", "ticker_prefix"]  # re-exported: the layout lives in layout.py
 
 
 def merge(stored: pa.Table, new: pa.Table) -> pa.Table:

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from stockpipe.errors import AuthenticationError, RateLimitError, StockpipeError
+from stockpipe.layout import FUNCTION_DIMENSION, ScraperMetric
 from stockpipe.logs import emf_fields, get_logger
 from stockpipe.objectstore import ObjectStore, open_store
 from stockpipe.prices import date_bounds
@@ -245,19 +246,19 @@ def _summarise(outcomes: list[_Outcome], request: ScrapeRequest, seconds: float)
         if o.error is not None
     }
     totals = {
-        "RowsWritten": sum(o.rows for o in outcomes),
-        "TickersFailed": len(failed),
-        "Retries": sum(o.stats.retries for o in outcomes),
-        "Requests": sum(o.stats.requests for o in outcomes),
+        ScraperMetric.ROWS_WRITTEN: sum(o.rows for o in outcomes),
+        ScraperMetric.TICKERS_FAILED: len(failed),
+        ScraperMetric.RETRIES: sum(o.stats.retries for o in outcomes),
+        ScraperMetric.REQUESTS: sum(o.stats.requests for o in outcomes),
     }
     summary = {
         "mode": "catch_up" if request.start is None else "range",
         "tickers": len(outcomes),
         "succeeded": succeeded,
         "failed": failed,
-        "rows_written": totals["RowsWritten"],
-        "requests": totals["Requests"],
-        "retries": totals["Retries"],
+        "rows_written": totals[ScraperMetric.ROWS_WRITTEN],
+        "requests": totals[ScraperMetric.REQUESTS],
+        "retries": totals[ScraperMetric.RETRIES],
         "duration_ms": round(seconds * 1000),
     }
     function = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")
@@ -268,7 +269,7 @@ def _summarise(outcomes: list[_Outcome], request: ScrapeRequest, seconds: float)
             "tickers": len(outcomes),
             "failed_tickers": sorted(failed),
             "duration_ms": summary["duration_ms"],
-            **emf_fields(totals, dimensions={"Function": function}),
+            **emf_fields(totals, dimensions={FUNCTION_DIMENSION: function}),
         },
     )
     return summary

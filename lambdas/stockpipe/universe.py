@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
+from stockpipe.layout import UNIVERSE_KEY
 from stockpipe.objectstore import ObjectStore
 from stockpipe.tickers import normalize_tickers
 
-UNIVERSE_KEY = "config/universe.json"
+__all__ = ["UNIVERSE_KEY", "load_universe", "save_universe"]
 
 
 def load_universe(store: ObjectStore) -> list[str]:

@@ -25,6 +25,7 @@ from stockpipe.backfill.invoker import InvokeError, Invoker
 from stockpipe.backfill.progress_store import ProgressStore
 from stockpipe.calendar import trading_days
 from stockpipe.errors import StockpipeError
+from stockpipe.layout import FUNCTION_DIMENSION, BackfillMetric
 from stockpipe.logs import emf_fields, get_logger
 from stockpipe.objectstore import ObjectStore
 from stockpipe.settings import DEFAULT_MAX_RETRIES, env_date, env_int
@@ -512,11 +513,11 @@ class _Run:
             "duration_ms": round(seconds * 1000),
         }
         metrics = {
-            "BackfillChunks": self.counts["chunks_done"],
-            "BackfillChunksFailed": self.counts["chunks_failed"],
-            "BackfillRows": self.counts["rows_written"],
-            "BackfillRequests": self.spent,
-            "BackfillChunksLeft": chunks_left,
+            BackfillMetric.CHUNKS: self.counts["chunks_done"],
+            BackfillMetric.CHUNKS_FAILED: self.counts["chunks_failed"],
+            BackfillMetric.ROWS: self.counts["rows_written"],
+            BackfillMetric.REQUESTS: self.spent,
+            BackfillMetric.CHUNKS_LEFT: chunks_left,
         }
         log.info(
             "backfill run finished",
@@ -524,7 +525,7 @@ class _Run:
                 "stopped": stopped,
                 "parked": summary["parked"],
                 "remaining_tickers": len(unfinished),
-                **emf_fields(metrics, dimensions={"Function": self.o.function_name}),
+                **emf_fields(metrics, dimensions={FUNCTION_DIMENSION: self.o.function_name}),
             },
         )
         return summary

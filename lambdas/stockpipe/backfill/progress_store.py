@@ -13,9 +13,10 @@ from collections.abc import Callable
 
 from stockpipe.backfill import progress as prog
 from stockpipe.errors import PreconditionFailed, StoreError
+from stockpipe.layout import PROGRESS_KEY
 from stockpipe.objectstore import ObjectStore
 
-PROGRESS_KEY = "backfill/progress.json"
+__all__ = ["PROGRESS_KEY", "ProgressStore"]
 
 
 class ProgressStore:

@@ -18,6 +18,7 @@ import pytest
 from stockpipe.errors import (
     AuthenticationError,
     BadPayloadError,
+    MonthlyLimitError,
     NotFoundError,
     RateLimitError,
     ServerError,
@@ -187,7 +188,7 @@ def test_errors_that_are_never_retried(
     assert stats.retries == 0
     assert sleeps.calls == []
     if error is RateLimitError:
-        assert caught.value.monthly is True
+        assert isinstance(caught.value, MonthlyLimitError)
         assert caught.value.retryable is False
         assert stats.rate_limited == 1
 
@@ -212,7 +213,7 @@ def test_monthly_text_wrapped_in_detail_is_still_monthly(sleeps: SleepRecorder) 
         for _ in range(2):
             with pytest.raises(RateLimitError, match="500 symbol look up") as caught:
                 c.get_latest("AAPL")
-            assert caught.value.monthly
+            assert isinstance(caught.value, MonthlyLimitError)
     assert len(server.hits) == 2
     assert sleeps.calls == []
 
@@ -306,7 +307,7 @@ def test_retry_after_beyond_backoff_max_fails_fast(simulator: TiingoSimulator, s
     with c, pytest.raises(RateLimitError) as caught:
         c.get_latest("AAPL")
     assert caught.value.retry_after == 3600
-    assert not caught.value.monthly
+    assert not isinstance(caught.value, MonthlyLimitError)
     assert sleeps.calls == []
     assert simulator.count() == 1
 

@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stockpipe.errors import AuthenticationError, RateLimitError, StockpipeError
+from stockpipe.errors import AuthenticationError, RateLimitError, SkippedError, StockpipeError
 from stockpipe.layout import FUNCTION_DIMENSION, ScraperMetric
 from stockpipe.logs import emf_fields, get_logger
 from stockpipe.objectstore import ObjectStore, open_store
@@ -127,7 +127,7 @@ def _scrape_ticker(
 ) -> _Outcome:
     outcome = _Outcome(ticker, RequestStats())
     if stop.is_set():
-        outcome.error = _skipped()
+        outcome.error = SkippedError("not attempted: an earlier ticker hit an authentication or quota error")
         return outcome
     started = time.monotonic()
     try:
@@ -201,12 +201,6 @@ def _refetch_history(
     end = max(today, bounds[1]) if bounds else today
     log.info("corporate action: rewriting stored history", extra={"ticker": ticker, "start": str(start)})
     return runtime.client.get_prices(ticker, start, end, stats=stats)
-
-
-def _skipped() -> StockpipeError:
-    error = StockpipeError("not attempted: an earlier ticker hit an authentication or quota error")
-    error.kind = "skipped"
-    return error
 
 
 def _log_ticker(outcome: _Outcome) -> None:

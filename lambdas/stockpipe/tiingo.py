@@ -25,6 +25,7 @@ import pyarrow as pa
 from stockpipe.errors import (
     AuthenticationError,
     BadPayloadError,
+    MonthlyLimitError,
     NotFoundError,
     RateLimitError,
     ServerError,
@@ -255,7 +256,7 @@ class TiingoClient:
         detail = self._detail(response.text, body)
         if _is_monthly(detail):
             self._count(stats, "rate_limited")
-            return RateLimitError(f"{where}: monthly limit reached: {detail}", monthly=True)
+            return MonthlyLimitError(f"{where}: monthly limit reached: {detail}")
         if status == 200:
             if body is _NOT_JSON:
                 kind = response.headers.get("content-type", "unknown").split(";")[0]

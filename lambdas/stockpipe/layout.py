@@ -48,6 +48,9 @@ class ScraperMetric:
     TICKERS_FAILED: Final = "TickersFailed"
     RETRIES: Final = "Retries"
     REQUESTS: Final = "Requests"
+    # NYSE trading days between the last trading day and the stalest ticker's last stored date: what
+    # the freshness alarm watches (a market holiday is not a missed day).
+    TRADING_DAYS_BEHIND: Final = "TradingDaysBehind"
 
 
 class BackfillMetric:

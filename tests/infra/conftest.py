@@ -60,9 +60,9 @@ class Recorded:
         return unwrap(self.inputs)
 
     @property
-    def parent_type(self) -> str | None:
+    def parent_type(self) -> str:
         chain = self.urn.split("::")[2].split("$")
-        return chain[-2] if len(chain) > 1 else None
+        return chain[-2] if len(chain) > 1 else STACK_TYPE
 
 
 def statements(record: Recorded) -> list[dict]:
@@ -89,6 +89,25 @@ def assert_no_wildcards(record: Recorded) -> None:
             # a wildcard only as the tail of a named prefix (keys under prices/daily/, streams of one group)
             assert "*" not in resource[:-1], resource
             assert not resource.endswith("*") or resource.endswith(("/*", ":*")), resource
+
+
+STACK_TYPE = "pulumi:pulumi:Stack"
+
+
+class EngineUrnMonitor(MockMonitor):
+    """URNs as the Pulumi engine makes them (the mock's own differ, so a snapshot of them would lie).
+
+    The engine qualifies a type with the *whole* chain of parent types, leaving out the root stack:
+    ``<component type>$<child type>`` for a child of a top-level component (pkg/resource/urn.go NewURN).
+    The mock monitor prefixes only the last parent type, and includes the stack.
+    """
+
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        if parent:
+            parent_type = parent.split("::")[2]
+            if parent_type != STACK_TYPE:
+                type_ = f"{parent_type}${type_}"
+        return "urn:pulumi:" + "::".join([pulumi.get_stack(), pulumi.get_project(), type_, name])
 
 
 def _arn(service: str, resource: str) -> str:
@@ -172,6 +191,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
 class ProgramRun:
     mocks: RecordingMocks
     outputs: dict[str, Any] = field(default_factory=dict)
+    urns: list[str] = field(default_factory=list)  # every registered resource but the stack, sorted
 
     @property
     def resources(self) -> list[Recorded]:
@@ -209,7 +229,7 @@ def run_with_mocks(
 ) -> ProgramRun:
     """Run ``body`` as a Pulumi program under fresh mocks; wait for every registration; collect exports."""
     mocks = mocks or RecordingMocks()
-    monitor = MockMonitor(mocks)
+    monitor = EngineUrnMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
     pulumi.runtime.set_all_config(config_strings(config), list(secret_keys))
     SETTINGS.rpc_manager.clear()
@@ -221,7 +241,7 @@ def run_with_mocks(
     by_key = {(u.split("::")[2].split("$")[-1], u.split("::")[3]): u for u in monitor.resources}
     for record in mocks.records:
         record.urn = by_key.get((record.typ, record.name), "")
-    run = ProgramRun(mocks)
+    run = ProgramRun(mocks, urns=sorted(monitor.resources))
     if root is not None and hasattr(root, "outputs"):
         for key, value in root.outputs.items():
             run.outputs[key] = _sync_await(pulumi.Output.from_input(value).future())

@@ -8,10 +8,10 @@ import pulumi_aws as aws
 from components.alarms import AlarmTopic
 from components.catalog import PriceCatalog
 from components.config import read_stack_config
-from components.container_lambda import SharedInfra
 from components.data_bucket import DataBucket
-from components.orchestrator import BackfillOrchestrator
-from components.scraper import PriceScraper
+from components.orchestrator import BackfillOrchestrator, BackfillOrchestratorArgs
+from components.pipeline_function import SharedInfra
+from components.scraper import PriceScraper, PriceScraperArgs
 from components.secrets import TiingoSecret
 
 # Raises one ConfigError listing every problem before any resource exists.
@@ -28,12 +28,14 @@ shared = SharedInfra(
     alarm_topic_arn=topic.topic_arn,
     account_id=aws.get_caller_identity_output().account_id,
 )
-scraper = PriceScraper("tiingo-price-scraper", shared=shared)
+scraper = PriceScraper("tiingo-price-scraper", PriceScraperArgs(shared=shared))
 orchestrator = BackfillOrchestrator(
     "tiingo-backfill-orchestrator",
-    shared=shared,
-    scraper_function_name=scraper.function_name,
-    scraper_function_arn=scraper.function_arn,
+    BackfillOrchestratorArgs(
+        shared=shared,
+        scraper_function_name=scraper.function_name,
+        scraper_function_arn=scraper.function_arn,
+    ),
 )
 catalog = PriceCatalog("catalog", bucket_name=data.bucket_name, first_year=settings.backfill_start_date.year)
 

@@ -102,6 +102,15 @@ class EngineUrnMonitor(MockMonitor):
     The mock monitor prefixes only the last parent type, and includes the stack.
     """
 
+    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+        super().__init__(mocks)
+        self.registered_outputs: dict[str, dict[str, Any]] = {}
+
+    def RegisterResourceOutputs(self, request: Any) -> Any:
+        """Keep what each component registered (the mock monitor drops it)."""
+        self.registered_outputs[request.urn] = rpc.deserialize_properties(request.outputs)
+        return super().RegisterResourceOutputs(request)
+
     def make_urn(self, parent: str, type_: str, name: str) -> str:
         if parent:
             parent_type = parent.split("::")[2]
@@ -192,6 +201,7 @@ class ProgramRun:
     mocks: RecordingMocks
     outputs: dict[str, Any] = field(default_factory=dict)
     urns: list[str] = field(default_factory=list)  # every registered resource but the stack, sorted
+    registered_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # component URN -> outputs
 
     @property
     def resources(self) -> list[Recorded]:
@@ -241,7 +251,7 @@ def run_with_mocks(
     by_key = {(u.split("::")[2].split("$")[-1], u.split("::")[3]): u for u in monitor.resources}
     for record in mocks.records:
         record.urn = by_key.get((record.typ, record.name), "")
-    run = ProgramRun(mocks, urns=sorted(monitor.resources))
+    run = ProgramRun(mocks, urns=sorted(monitor.resources), registered_outputs=monitor.registered_outputs)
     if root is not None and hasattr(root, "outputs"):
         for key, value in root.outputs.items():
             run.outputs[key] = _sync_await(pulumi.Output.from_input(value).future())

@@ -12,10 +12,10 @@ import pytest
 from components import policies
 from components.catalog import PriceCatalog
 from components.config import validate_config
-from components.container_lambda import SharedInfra
 from components.data_bucket import DataBucket
-from components.orchestrator import BackfillOrchestrator
-from components.scraper import PriceScraper
+from components.orchestrator import BackfillOrchestrator, BackfillOrchestratorArgs
+from components.pipeline_function import SharedInfra
+from components.scraper import PriceScraper, PriceScraperArgs
 from components.secrets import TiingoSecret
 from stockpipe.prices import PRICE_SCHEMA
 from tests.conftest import TEST_TOKEN
@@ -59,12 +59,14 @@ def run_lambdas(**overrides: Any) -> ProgramRun:
 
     def body() -> None:
         infra = shared(stack_settings)
-        scraper = PriceScraper("tiingo-price-scraper", shared=infra)
+        scraper = PriceScraper("tiingo-price-scraper", PriceScraperArgs(shared=infra))
         BackfillOrchestrator(
             "tiingo-backfill-orchestrator",
-            shared=infra,
-            scraper_function_name=scraper.function_name,
-            scraper_function_arn=scraper.function_arn,
+            BackfillOrchestratorArgs(
+                shared=infra,
+                scraper_function_name=scraper.function_name,
+                scraper_function_arn=scraper.function_arn,
+            ),
         )
 
     return run_with_mocks(body, config={})

@@ -6,7 +6,8 @@ import pulumi
 import pulumi_aws as aws
 
 from components.alarms import AlarmTopic
-from components.catalog import PriceCatalog
+from components.athena import AthenaWorkgroup, AthenaWorkgroupArgs
+from components.catalog import PriceCatalog, PriceCatalogArgs
 from components.config import read_stack_config
 from components.data_bucket import DataBucket
 from components.orchestrator import BackfillOrchestrator, BackfillOrchestratorArgs
@@ -28,7 +29,8 @@ shared = SharedInfra(
     alarm_topic_arn=topic.topic_arn,
     account_id=aws.get_caller_identity_output().account_id,
 )
-scraper = PriceScraper("tiingo-price-scraper", PriceScraperArgs(shared=shared))
+catalog = PriceCatalog("catalog", PriceCatalogArgs(bucket_name=data.bucket_name))
+scraper = PriceScraper("tiingo-price-scraper", PriceScraperArgs(shared=shared, catalog=catalog.table_ref()))
 orchestrator = BackfillOrchestrator(
     "tiingo-backfill-orchestrator",
     BackfillOrchestratorArgs(
@@ -37,7 +39,12 @@ orchestrator = BackfillOrchestrator(
         scraper_function_arn=scraper.function_arn,
     ),
 )
-catalog = PriceCatalog("catalog", bucket_name=data.bucket_name, first_year=settings.backfill_start_date.year)
+athena = AthenaWorkgroup(
+    "athena",
+    AthenaWorkgroupArgs(
+        database_name=catalog.database_name, account_id=shared.account_id, example_tickers=settings.tickers
+    ),
+)
 
 pulumi.export("bucketName", data.bucket_name)
 pulumi.export("scraperFunctionName", scraper.function_name)

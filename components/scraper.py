@@ -9,8 +9,10 @@ import pulumi
 import pulumi_aws as aws
 
 from components import alarms, policies
+from components.catalog import GlueTableRef, register_partitions_statement
 from components.naming import ALARM_NAME_MAX
 from components.pipeline_function import FunctionSpec, PipelineFunction, SharedInfra, base_environment
+from stockpipe import partitions
 
 COMPONENT_TYPE = "stock-pipeline:lambdas:PriceScraper"
 BASE_NAME = "tiingo-price-scraper"
@@ -20,22 +22,32 @@ FOLDER = "tiingo_price_scraper"
 @dataclass(frozen=True)
 class PriceScraperArgs:
     shared: SharedInfra
+    catalog: GlueTableRef
+    """The Glue table the scraper registers each new ticker-year in (stockpipe.partitions)."""
 
 
-def scraper_environment(shared: SharedInfra) -> dict[str, pulumi.Input[str]]:
+def scraper_environment(shared: SharedInfra, catalog: GlueTableRef) -> dict[str, pulumi.Input[str]]:
     """The handler's contract (lambda_function.lambda_handler); values are strings as Lambda requires."""
     settings = shared.settings
     return {
         **base_environment(shared),
         "SCRAPER_CONCURRENCY": str(settings.scraper_concurrency),
         "LOOKBACK_DAYS": str(settings.lookback_days),
+        partitions.DATABASE_ENV: catalog.database_name,
+        partitions.TABLE_ENV: catalog.table_name,
     }
 
 
 def scraper_spec(args: PriceScraperArgs) -> FunctionSpec:
-    shared, settings = args.shared, args.shared.settings
-    statements = pulumi.Output.all(shared.bucket_arn, shared.secret_arn).apply(
-        lambda arns: [*policies.scraper_s3(arns[0]), policies.read_secret(arns[1])]
+    shared, settings, glue = args.shared, args.shared.settings, args.catalog
+    statements = pulumi.Output.all(
+        shared.bucket_arn, shared.secret_arn, glue.catalog_arn, glue.database_arn, glue.table_arn
+    ).apply(
+        lambda arns: [
+            *policies.scraper_s3(arns[0]),
+            policies.read_secret(arns[1]),
+            register_partitions_statement(*arns[2:]),
+        ]
     )
     return FunctionSpec(
         base_name=BASE_NAME,
@@ -43,7 +55,7 @@ def scraper_spec(args: PriceScraperArgs) -> FunctionSpec:
         description="Daily Tiingo end-of-day prices into s3://<bucket>/prices/daily/",
         memory_mb=settings.scraper_memory_mb,
         timeout_seconds=settings.scraper_timeout_seconds,
-        environment=scraper_environment(shared),
+        environment=scraper_environment(shared, glue),
         statements=statements,
         schedule_expression=settings.scraper_schedule,
         schedule_description="Daily scrape after the US close",

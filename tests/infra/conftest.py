@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import runpy
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,6 +168,18 @@ class RecordingMocks(pulumi.runtime.Mocks):
             out.update(name=name, arn=_arn("sns", name))
         elif typ == "aws:scheduler/schedule:Schedule":
             out.update(name=name, arn=_arn("scheduler", f"schedule/default/{name}"))
+        elif typ == "aws:glue/catalogDatabase:CatalogDatabase":
+            out.update(name=name, arn=_arn("glue", f"database/{name}"))
+        elif typ == "aws:glue/catalogTable:CatalogTable":
+            out.update(name=name, arn=_arn("glue", f"table/{plain['databaseName']}/{name}"))
+        elif typ == "aws:cloudwatch/metricAlarm:MetricAlarm":
+            out.update(name=name, arn=_arn("cloudwatch", f"alarm:{name}"))
+        elif typ == "aws:cloudwatch/dashboard:Dashboard":
+            out.update(dashboardArn=f"arn:aws:cloudwatch::{ACCOUNT}:dashboard/{plain['dashboardName']}")
+        elif typ == "aws:athena/workgroup:Workgroup":
+            out.update(name=name, arn=_arn("athena", f"workgroup/{name}"), id=name)
+        elif typ == "aws:athena/namedQuery:NamedQuery":
+            out["id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, args.name))
         elif typ.startswith("aws:"):
             out.setdefault("name", name)
             out["arn"] = _arn(typ.split(":")[1].split("/")[0], name)
@@ -190,6 +203,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 "userId": "AIDA",
                 "id": ACCOUNT,
             }
+        if args.token == "aws:index/getRegion:getRegion":
+            return {"region": REGION, "name": REGION, "id": REGION, "description": "US East (N. Virginia)"}
         if args.token == "aws:s3/getBucket:getBucket":
             bucket = args.args["bucket"]
             return {"arn": f"arn:aws:s3:::{bucket}", "bucket": bucket, "id": bucket, "region": REGION}

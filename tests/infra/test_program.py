@@ -31,6 +31,7 @@ COMPONENT_TYPES = {
     "stock-pipeline:lambdas:PriceScraper",
     "stock-pipeline:lambdas:BackfillOrchestrator",
     "stock-pipeline:analytics:PriceCatalog",
+    "stock-pipeline:analytics:AthenaWorkgroup",
 }
 SCRAPER_ENV = {
     "DATA_BUCKET",
@@ -39,6 +40,8 @@ SCRAPER_ENV = {
     "TIINGO_REQUESTS_PER_HOUR",
     "LOOKBACK_DAYS",
     "LOG_LEVEL",
+    "GLUE_DATABASE",
+    "GLUE_TABLE",
 }
 ORCHESTRATOR_ENV = {
     "DATA_BUCKET",
@@ -66,15 +69,18 @@ EXPECTED_COUNTS = {
     "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig": 2,
     "aws:secretsmanager/secret:Secret": 1,
     "aws:secretsmanager/secretVersion:SecretVersion": 1,
-    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": 1,
-    "aws:s3/bucketPolicy:BucketPolicy": 1,
+    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": 2,
+    "aws:s3/bucketPolicy:BucketPolicy": 2,
     "aws:s3/bucketVersioning:BucketVersioning": 1,
-    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": 1,
-    "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": 1,
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": 2,
+    "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": 2,
     "aws:s3/bucketObjectv2:BucketObjectv2": 1,
     "aws:sns/topic:Topic": 1,
     "aws:glue/catalogDatabase:CatalogDatabase": 1,
     "aws:glue/catalogTable:CatalogTable": 1,
+    "aws:glue/partitionIndex:PartitionIndex": 2,
+    "aws:athena/workgroup:Workgroup": 1,
+    "aws:athena/namedQuery:NamedQuery": 6,
 }
 STACKS = stack_files()
 
@@ -93,7 +99,7 @@ def test_resource_graph_types_counts_and_parents(stack_run):
     config, run = stack_run
     counts = Counter(r.typ for r in run.resources)
     has_bucket_name = bool(config.get(f"{PROJECT}:bucketName"))
-    assert counts["aws:s3/bucket:Bucket"] == (0 if has_bucket_name else 1)
+    assert counts["aws:s3/bucket:Bucket"] == (1 if has_bucket_name else 2)  # + the Athena results bucket
     assert counts["aws:sns/topicSubscription:TopicSubscription"] == (
         1 if config.get(f"{PROJECT}:alarmEmail") else 0
     )
@@ -131,7 +137,7 @@ def test_environment_matches_the_handler_contracts(stack_run):
     assert set(functions["stock-pipeline:lambdas:PriceScraper"]) == SCRAPER_ENV | extra
     assert set(functions["stock-pipeline:lambdas:BackfillOrchestrator"]) == ORCHESTRATOR_ENV | extra
     (secret,) = run.of_type("aws:secretsmanager/secret:Secret")
-    (bucket_pab,) = run.of_type("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
+    bucket_pab = run.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", "data-public-access")
     for env in functions.values():
         assert env["TIINGO_SECRET_ARN"] == secret.outputs["arn"]
         assert env["DATA_BUCKET"] == bucket_pab.plain["bucket"]
@@ -213,7 +219,7 @@ def test_optional_settings_change_the_graph():
         f"{PROJECT}:alarmEmail": "ops@example.com",
     }
     run = run_program(config)
-    assert run.of_type("aws:s3/bucket:Bucket") == []
+    assert [r.name for r in run.of_type("aws:s3/bucket:Bucket")] == ["athena-results"]
     (subscription,) = run.of_type("aws:sns/topicSubscription:TopicSubscription")
     assert subscription.plain["endpoint"] == "ops@example.com"
     assert subscription.plain["protocol"] == "email"

@@ -78,10 +78,10 @@ class PriceScraper(PipelineFunction):
     def _alarms(self, function: aws.lambda_.Function, queue: aws.sqs.Queue) -> None:
         super()._alarms(function, queue)
         settings = self._shared.settings
-        self.freshness_alarm_arn = alarms.freshness_alarm(
+        self.freshness_alarm_arn = alarms.trading_days_behind_alarm(
             f"{self._name}-freshness-alarm",
             function_name=function.name,
-            alarm_name=self._physical("no-rows-written", ALARM_NAME_MAX),
+            alarm_name=self._physical("trading-days-behind", ALARM_NAME_MAX),
             topic_arn=self._shared.alarm_topic_arn,
             schedule=settings.scraper_schedule,
             timezone=settings.schedule_timezone,

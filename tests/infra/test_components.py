@@ -16,6 +16,7 @@ from components.orchestrator import BackfillOrchestrator, BackfillOrchestratorAr
 from components.pipeline_function import SharedInfra
 from components.scraper import PriceScraper, PriceScraperArgs
 from components.secrets import TiingoSecret
+from stockpipe import layout
 from tests.conftest import TEST_TOKEN
 from tests.infra.conftest import (
     ACCOUNT,
@@ -334,21 +335,27 @@ def test_alarms(lambdas):
     depth = alarms["tiingo-backfill-orchestrator-dlq-alarm"]
     assert depth["dimensions"] == {"QueueName": "tiingo-backfill-orchestrator-dlq-dev"}
     fresh = alarms["tiingo-price-scraper-freshness-alarm"]
+    assert fresh["name"] == "tiingo-price-scraper-trading-days-behind-dev"
     queries = {q["id"]: q for q in fresh["metricQueries"]}
-    metric = queries["rows"]["metric"]
+    metric = queries["behind"]["metric"]
     assert (metric["namespace"], metric["metricName"], metric["stat"]) == (
-        "StockPipeline",
-        "RowsWritten",
-        "Sum",
+        layout.METRIC_NAMESPACE,
+        layout.ScraperMetric.TRADING_DAYS_BEHIND,
+        "Maximum",
     )
-    assert metric["dimensions"] == {"Function": "tiingo-price-scraper-dev"}
+    assert metric["dimensions"] == {layout.FUNCTION_DIMENSION: "tiingo-price-scraper-dev"}
     assert metric["period"] == 86400
-    assert queries["fresh"]["returnData"] is True
-    assert queries["filled"]["expression"] == "FILL(rows, 0)"
-    assert queries["fresh"]["expression"].startswith("IF((DAY(filled) == 2 OR")
-    assert fresh["comparisonOperator"] == "LessThanOrEqualToThreshold"
-    assert fresh["threshold"] == 0
+    assert queries["filled"]["expression"] == "FILL(behind, 99)"
+    assert [q["id"] for q in fresh["metricQueries"] if q["returnData"]] == ["due"]
+    # default schedule: windows starting Tue-Fri UTC are judged, except around the 00:30/01:30 UTC run
+    assert queries["due"]["expression"] == (
+        "IF((DAY(filled) == 2 OR DAY(filled) == 3 OR DAY(filled) == 4 OR DAY(filled) == 5)"
+        " AND (HOUR(filled) != 0 AND HOUR(filled) != 1 AND HOUR(filled) != 2), filled, 0)"
+    )
+    assert fresh["comparisonOperator"] == "GreaterThanThreshold"
+    assert fresh["threshold"] == 1
     assert fresh["treatMissingData"] == "breaching"
+    assert fresh["okActions"] == [TOPIC_ARN]
 
 
 # --- data bucket, secret, catalog ---------------------------------------------------------------------

@@ -9,6 +9,7 @@ from components.alarms import AlarmTopic
 from components.athena import AthenaWorkgroup, AthenaWorkgroupArgs
 from components.catalog import PriceCatalog, PriceCatalogArgs
 from components.config import read_stack_config
+from components.dashboard import PipelineDashboard, PipelineDashboardArgs
 from components.data_bucket import DataBucket
 from components.orchestrator import BackfillOrchestrator, BackfillOrchestratorArgs
 from components.pipeline_function import SharedInfra
@@ -43,6 +44,21 @@ athena = AthenaWorkgroup(
     "athena",
     AthenaWorkgroupArgs(
         database_name=catalog.database_name, account_id=shared.account_id, example_tickers=settings.tickers
+    ),
+)
+dashboard = PipelineDashboard(
+    "dashboard",
+    PipelineDashboardArgs(
+        scraper=scraper,
+        orchestrator=orchestrator,
+        alarm_arns=[
+            scraper.freshness_alarm_arn,
+            scraper.errors_alarm_arn,
+            scraper.dead_letter_alarm_arn,
+            orchestrator.errors_alarm_arn,
+            orchestrator.dead_letter_alarm_arn,
+        ],
+        requests_per_hour=settings.tiingo_requests_per_hour,
     ),
 )
 

@@ -102,7 +102,7 @@ def freshness_window(schedule: str, timezone: str) -> FreshnessWindow | None:
 
 
 def freshness_expression(window: FreshnessWindow | None, *, not_judged: int = 1) -> str:
-    """Metric math over ``filled`` (the 24-hour series, gaps filled): windows not judged get ``not_judged``."""
+    """Metric math over ``filled`` (24-hour series, gaps filled); windows not judged count ``not_judged``."""
     if window is None or (len(window.check_days) == 7 and not window.blind_hours):
         return "filled"
     days = " OR ".join(f"DAY(filled) == {day}" for day in window.check_days) or "0"

@@ -32,6 +32,7 @@ COMPONENT_TYPES = {
     "stock-pipeline:lambdas:BackfillOrchestrator",
     "stock-pipeline:analytics:PriceCatalog",
     "stock-pipeline:analytics:AthenaWorkgroup",
+    "stock-pipeline:monitoring:PipelineDashboard",
 }
 SCRAPER_ENV = {
     "DATA_BUCKET",
@@ -81,6 +82,7 @@ EXPECTED_COUNTS = {
     "aws:glue/partitionIndex:PartitionIndex": 2,
     "aws:athena/workgroup:Workgroup": 1,
     "aws:athena/namedQuery:NamedQuery": 6,
+    "aws:cloudwatch/dashboard:Dashboard": 1,
 }
 STACKS = stack_files()
 

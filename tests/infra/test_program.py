@@ -171,25 +171,63 @@ def test_token_appears_only_in_the_secret_version(stack_run):
     assert TEST_TOKEN not in json.dumps(run.outputs, default=str)
 
 
+PER_FUNCTION_OUTPUTS = {
+    "FunctionName",
+    "FunctionArn",
+    "ImageDigest",
+    "ScheduleName",
+    "RepositoryUrl",
+    "LogGroupName",
+    "DeadLetterQueueUrl",
+}
+STACK_OUTPUTS = {
+    "bucketName",
+    "tiingoSecretArn",
+    "alarmTopicArn",
+    *(f"{fn}{output}" for fn in ("scraper", "orchestrator") for output in PER_FUNCTION_OUTPUTS),
+    "glueDatabase",
+    "glueTable",
+    "athenaWorkgroup",
+    "athenaResultsBucket",
+    "athenaNamedQueries",
+    "dashboardName",
+    "dashboardUrl",
+}
+
+
 def test_stack_outputs(stack_run):
     _, run = stack_run
-    assert set(run.outputs) == {
-        "bucketName",
-        "scraperFunctionName",
-        "scraperFunctionArn",
-        "scraperImageDigest",
-        "scraperScheduleName",
-        "orchestratorFunctionName",
-        "orchestratorFunctionArn",
-        "orchestratorImageDigest",
-        "orchestratorScheduleName",
-        "tiingoSecretArn",
-        "alarmTopicArn",
-        "glueDatabase",
-        "glueTable",
-    }
+    assert set(run.outputs) == STACK_OUTPUTS
     assert "@sha256:" in run.outputs["scraperImageDigest"]
     assert run.outputs["glueTable"].endswith(".prices_daily")
+
+
+def test_stack_outputs_are_what_an_operator_reaches_for(stack_run):
+    _, run = stack_run
+    out = run.outputs
+    for prefix, base in (
+        ("scraper", "tiingo-price-scraper"),
+        ("orchestrator", "tiingo-backfill-orchestrator"),
+    ):
+        queue = run.one("aws:sqs/queue:Queue", f"{base}-dlq").outputs["url"]
+        logs = run.one("aws:cloudwatch/logGroup:LogGroup", f"{base}-logs").outputs["name"]
+        repo = run.one("aws:ecr/repository:Repository", f"{base}-repo").outputs["repositoryUrl"]
+        assert out[f"{prefix}DeadLetterQueueUrl"] == queue
+        assert out[f"{prefix}LogGroupName"] == logs == f"/aws/lambda/{out[f'{prefix}FunctionName']}"
+        assert out[f"{prefix}RepositoryUrl"] == repo
+        assert out[f"{prefix}ImageDigest"].startswith(repo + "@sha256:")
+    assert (
+        out["athenaWorkgroup"] == run.one("aws:athena/workgroup:Workgroup", "athena-workgroup").plain["name"]
+    )
+    assert out["athenaResultsBucket"] == run.one("aws:s3/bucket:Bucket", "athena-results").outputs["bucket"]
+    queries = {
+        q.name.removeprefix("athena-query-"): q for q in run.of_type("aws:athena/namedQuery:NamedQuery")
+    }
+    assert out["athenaNamedQueries"] == {slug: q.outputs["id"] for slug, q in queries.items()}
+    (dashboard,) = run.of_type("aws:cloudwatch/dashboard:Dashboard")
+    assert out["dashboardName"] == dashboard.plain["dashboardName"]
+    assert out["dashboardUrl"].endswith(f"#dashboards/dashboard/{out['dashboardName']}")
+    assert out["dashboardUrl"].startswith("https://us-east-1.console.aws.amazon.com/cloudwatch/")
 
 
 def test_names_are_stack_qualified():

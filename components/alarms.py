@@ -1,8 +1,10 @@
 """CloudWatch alarms to one SNS topic: function errors, dead-letter depth, and data freshness.
 
 Freshness matters most: a pipeline that silently stops writing rows is the worst failure. The scraper
-emits ``RowsWritten`` (EMF, namespace ``StockPipeline``, dimension ``Function``); the alarm fires when
-the rows of a 24-hour window that must contain a scheduled run sum to 0 (missing data counts as 0).
+emits ``TradingDaysBehind`` (EMF, namespace ``StockPipeline``, dimension ``Function``): NYSE trading days
+between the last trading day and the stalest ticker's last stored date. The alarm fires when a 24-hour
+window that must contain a scheduled run reports more than one day behind, or reports nothing at all.
+A market holiday is not a trading day, so it no longer looks like a missed run.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from components.naming import physical_name
 from stockpipe import layout
 
 METRIC_NAMESPACE = layout.METRIC_NAMESPACE
-ROWS_METRIC = layout.ScraperMetric.ROWS_WRITTEN
 DAY_SECONDS = 86400
 _WEEKDAYS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
 # Dates in winter and summer: a run day must hold in both (DST moves a run across UTC midnight).
@@ -100,13 +101,13 @@ def freshness_window(schedule: str, timezone: str) -> FreshnessWindow | None:
     return FreshnessWindow(tuple(sorted(check)), tuple(sorted(blind)))
 
 
-def freshness_expression(window: FreshnessWindow | None) -> str:
-    """Metric math over ``filled`` (the 24-hour sums, missing = 0): windows not judged count as 1."""
+def freshness_expression(window: FreshnessWindow | None, *, not_judged: int = 1) -> str:
+    """Metric math over ``filled`` (24-hour series, gaps filled); windows not judged count ``not_judged``."""
     if window is None or (len(window.check_days) == 7 and not window.blind_hours):
         return "filled"
     days = " OR ".join(f"DAY(filled) == {day}" for day in window.check_days) or "0"
     hours = " AND ".join(f"HOUR(filled) != {hour}" for hour in window.blind_hours) or "1"
-    return f"IF(({days}) AND ({hours}), filled, 1)"
+    return f"IF(({days}) AND ({hours}), filled, {not_judged})"
 
 
 class AlarmTopic(pulumi.ComponentResource):
@@ -199,7 +200,14 @@ def queue_depth_alarm(
     )
 
 
-def freshness_alarm(
+# --- freshness on the trading calendar ---------------------------------------------------------------
+
+BEHIND_METRIC = layout.ScraperMetric.TRADING_DAYS_BEHIND
+MAX_TRADING_DAYS_BEHIND = 1  # today's bars may be missing at run time (late data, a halted ticker)
+NO_REPORT = 99  # what a judged 24-hour window without any TradingDaysBehind report counts as
+
+
+def trading_days_behind_alarm(
     name: str,
     *,
     function_name: pulumi.Input[str],
@@ -209,25 +217,31 @@ def freshness_alarm(
     timezone: str,
     parent: pulumi.Resource,
 ) -> aws.cloudwatch.MetricAlarm:
-    """RowsWritten summed over 24 hours is 0 although a scheduled run fell in them (missing data = 0)."""
+    """The stalest ticker is more than MAX_TRADING_DAYS_BEHIND trading days behind, or no run reported.
+
+    The worst report of each 24-hour window (Maximum) is judged in the windows that must contain a
+    scheduled run (freshness_window: weekends and the hours around the run are not judged). In a judged
+    window, no report at all counts as NO_REPORT: the schedule or the function stopped. A run on a
+    market holiday reports 0 (the last trading day is stored), so holidays are quiet.
+    """
     window = freshness_window(schedule, timezone)
     queries: list[aws.cloudwatch.MetricAlarmMetricQueryArgsDict] = [
         {
-            "id": "rows",
+            "id": "behind",
             "return_data": False,
             "metric": {
                 "namespace": METRIC_NAMESPACE,
-                "metric_name": ROWS_METRIC,
+                "metric_name": BEHIND_METRIC,
                 "dimensions": {layout.FUNCTION_DIMENSION: function_name},
-                "stat": "Sum",
+                "stat": "Maximum",
                 "period": DAY_SECONDS,
             },
         },
-        {"id": "filled", "expression": "FILL(rows, 0)", "return_data": False},
+        {"id": "filled", "expression": f"FILL(behind, {NO_REPORT})", "return_data": False},
         {
-            "id": "fresh",
-            "expression": freshness_expression(window),
-            "label": "RowsWrittenWhenARunWasDue",
+            "id": "due",
+            "expression": freshness_expression(window, not_judged=0),
+            "label": f"{BEHIND_METRIC} when a run was due ({NO_REPORT} = no report)",
             "return_data": True,
         },
     ]
@@ -235,12 +249,13 @@ def freshness_alarm(
         name,
         name=alarm_name,
         alarm_description=(
-            f"No rows written on a day with a scheduled scrape ({schedule} {timezone}): the pipeline stopped."
+            f"Stored prices are more than {MAX_TRADING_DAYS_BEHIND} NYSE trading day(s) behind, or the"
+            f" scheduled scrape ({schedule} {timezone}) reported nothing: see the scraper's log group."
         ),
         metric_queries=queries,
         evaluation_periods=1,
-        threshold=0,
-        comparison_operator="LessThanOrEqualToThreshold",
+        threshold=MAX_TRADING_DAYS_BEHIND,
+        comparison_operator="GreaterThanThreshold",
         treat_missing_data="breaching",
         alarm_actions=[topic_arn],
         ok_actions=[topic_arn],

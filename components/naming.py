@@ -5,10 +5,17 @@ from __future__ import annotations
 import hashlib
 import re
 
-# AWS name-length limits of the resources this program names.
+# AWS name-length limits of the resources this program names (each service's API reference).
 LAMBDA_NAME_MAX = 64
 IAM_ROLE_NAME_MAX = 64
 SCHEDULE_NAME_MAX = 64
+SQS_QUEUE_NAME_MAX = 80
+ALARM_NAME_MAX = 255
+GLUE_NAME_MAX = 255
+ATHENA_WORKGROUP_NAME_MAX = 128
+ATHENA_NAMED_QUERY_NAME_MAX = 128
+DASHBOARD_NAME_MAX = 255
+S3_BUCKET_PREFIX_MAX = 37  # bucket names are 3-63 characters; Pulumi appends 26 to a bucket_prefix
 
 
 def kebab(text: str) -> str:
@@ -28,4 +35,4 @@ def physical_name(base: str, stack: str, *, suffix: str = "", max_length: int = 
 
 def glue_name(base: str, stack: str) -> str:
     """Glue/Athena names: lower-case with underscores (a hyphen would need quoting in every query)."""
-    return physical_name(base, stack, max_length=255).replace("-", "_")
+    return physical_name(base, stack, max_length=GLUE_NAME_MAX).replace("-", "_")

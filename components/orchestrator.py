@@ -1,14 +1,27 @@
-"""`stock-pipeline:lambdas:BackfillOrchestrator`: hourly, plans backfill chunks and invokes the scraper."""
+"""`stock-pipeline:lambdas:BackfillOrchestrator`: hourly, plans backfill chunks and invokes the scraper.
 
-from __future__ import annotations
+No ``from __future__ import annotations``: Pulumi's component analyzer reads the output annotations.
+"""
+
+from dataclasses import dataclass
 
 import pulumi
 
 from components import policies
-from components.container_lambda import ContainerLambda, LambdaSpec, SharedInfra, base_environment
+from components.pipeline_function import FunctionSpec, PipelineFunction, SharedInfra, base_environment
 
+COMPONENT_TYPE = "stock-pipeline:lambdas:BackfillOrchestrator"
 BASE_NAME = "tiingo-backfill-orchestrator"
 FOLDER = "tiingo_backfill_orchestrator"
+
+
+@dataclass(frozen=True)
+class BackfillOrchestratorArgs:
+    shared: SharedInfra
+    scraper_function_name: pulumi.Input[str]
+    """The function the orchestrator invokes once per backfill chunk."""
+    scraper_function_arn: pulumi.Input[str]
+    """Its ARN: the only function the orchestrator's role may invoke."""
 
 
 def orchestrator_environment(
@@ -27,50 +40,34 @@ def orchestrator_environment(
     }
 
 
-class BackfillOrchestrator(pulumi.ComponentResource):
-    function_name: pulumi.Output[str]
-    function_arn: pulumi.Output[str]
-    image_digest: pulumi.Output[str]
-    schedule_name: pulumi.Output[str]
+def orchestrator_spec(args: BackfillOrchestratorArgs) -> FunctionSpec:
+    shared, settings = args.shared, args.shared.settings
+    statements = pulumi.Output.all(shared.bucket_arn, shared.secret_arn, args.scraper_function_arn).apply(
+        lambda arns: [
+            *policies.orchestrator_s3(arns[0]),
+            policies.read_secret(arns[1]),
+            policies.invoke_function(arns[2], sid="InvokeScraper"),
+        ]
+    )
+    return FunctionSpec(
+        base_name=BASE_NAME,
+        folder=FOLDER,
+        description="Hourly backfill: plans history chunks in the Tiingo budget, runs the scraper",
+        memory_mb=settings.orchestrator_memory_mb,
+        timeout_seconds=settings.orchestrator_timeout_seconds,
+        environment=orchestrator_environment(shared, args.scraper_function_name),
+        statements=statements,
+        schedule_expression=settings.orchestrator_schedule,
+        schedule_description="Hourly backfill step",
+        # The next hourly run resumes from backfill/progress.json; a retry would only spend quota.
+        async_retry_attempts=0,
+    )
+
+
+class BackfillOrchestrator(PipelineFunction):
+    """The hourly backfill orchestrator function and everything it owns."""
 
     def __init__(
-        self,
-        name: str,
-        *,
-        shared: SharedInfra,
-        scraper_function_name: pulumi.Output[str],
-        scraper_function_arn: pulumi.Output[str],
-        opts: pulumi.ResourceOptions | None = None,
+        self, name: str, args: BackfillOrchestratorArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("stock-pipeline:lambdas:BackfillOrchestrator", name, None, opts)
-        settings = shared.settings
-        statements = pulumi.Output.all(shared.bucket_arn, shared.secret_arn, scraper_function_arn).apply(
-            lambda arns: [
-                *policies.orchestrator_s3(arns[0]),
-                policies.read_secret(arns[1]),
-                policies.invoke_function(arns[2], sid="InvokeScraper"),
-            ]
-        )
-        self.parts = ContainerLambda(
-            self,
-            name,
-            LambdaSpec(
-                base_name=BASE_NAME,
-                folder=FOLDER,
-                description="Hourly backfill: plans history chunks in the Tiingo budget, runs the scraper",
-                memory_mb=settings.orchestrator_memory_mb,
-                timeout_seconds=settings.orchestrator_timeout_seconds,
-                environment=orchestrator_environment(shared, scraper_function_name),
-                statements=statements,
-                schedule_expression=settings.orchestrator_schedule,
-                schedule_description="Hourly backfill step",
-                # The next hourly run resumes from backfill/progress.json; a retry would only spend quota.
-                async_retry_attempts=0,
-            ),
-            shared,
-        )
-        self.function_name = self.parts.function.name
-        self.function_arn = self.parts.function_arn
-        self.image_digest = self.parts.image_digest
-        self.schedule_name = self.parts.schedule.name
-        self.register_outputs(self.parts.outputs())
+        super().__init__(COMPONENT_TYPE, name, orchestrator_spec(args), args.shared, opts)

@@ -24,6 +24,7 @@ from stockpipe.errors import AuthenticationError, RateLimitError, SkippedError, 
 from stockpipe.layout import FUNCTION_DIMENSION, ScraperMetric
 from stockpipe.logs import emf_fields, get_logger
 from stockpipe.objectstore import ObjectStore, open_store
+from stockpipe.partitions import with_partitions
 from stockpipe.prices import date_bounds
 from stockpipe.pricestore import Latest, PriceStore, YearObject
 from stockpipe.scrape_event import ScrapeRequest, parse_scrape_event
@@ -62,11 +63,16 @@ class ScraperRuntime:
 
 
 def runtime_from_env(
-    env: Mapping[str, str] = os.environ, *, s3_client: Any = None, secrets_client: Any = None
+    env: Mapping[str, str] = os.environ,
+    *,
+    s3_client: Any = None,
+    secrets_client: Any = None,
+    glue_client: Any = None,
 ) -> ScraperRuntime:
     settings = ScraperSettings.from_env(env)
     client = client_from_env(env, secrets_client=secrets_client, max_connections=settings.concurrency)
-    return ScraperRuntime(open_store(data_location(env), s3_client), client, settings)
+    store = with_partitions(open_store(data_location(env), s3_client), env, glue_client)
+    return ScraperRuntime(store, client, settings)
 
 
 def handle(event: Any, runtime: ScraperRuntime) -> dict[str, Any]:

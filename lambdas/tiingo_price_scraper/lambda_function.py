@@ -3,7 +3,7 @@
 Event: ``{"tickers": [...], "start_date": "YYYY-MM-DD", "end_date": "YYYY-MM-DD"}``, every key optional
 (no dates: daily catch-up; no tickers: ``config/universe.json``). Environment: DATA_BUCKET,
 TIINGO_SECRET_ARN (or TIINGO_API_TOKEN), TIINGO_BASE_URL, SCRAPER_CONCURRENCY, TIINGO_REQUESTS_PER_HOUR,
-LOOKBACK_DAYS, LOG_LEVEL.
+LOOKBACK_DAYS, LOG_LEVEL, GLUE_DATABASE + GLUE_TABLE (stockpipe.partitions: register new ticker-years).
 """
 
 from __future__ import annotations

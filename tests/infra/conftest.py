@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import runpy
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,9 +61,9 @@ class Recorded:
         return unwrap(self.inputs)
 
     @property
-    def parent_type(self) -> str | None:
+    def parent_type(self) -> str:
         chain = self.urn.split("::")[2].split("$")
-        return chain[-2] if len(chain) > 1 else None
+        return chain[-2] if len(chain) > 1 else STACK_TYPE
 
 
 def statements(record: Recorded) -> list[dict]:
@@ -89,6 +90,34 @@ def assert_no_wildcards(record: Recorded) -> None:
             # a wildcard only as the tail of a named prefix (keys under prices/daily/, streams of one group)
             assert "*" not in resource[:-1], resource
             assert not resource.endswith("*") or resource.endswith(("/*", ":*")), resource
+
+
+STACK_TYPE = "pulumi:pulumi:Stack"
+
+
+class EngineUrnMonitor(MockMonitor):
+    """URNs as the Pulumi engine makes them (the mock's own differ, so a snapshot of them would lie).
+
+    The engine qualifies a type with the *whole* chain of parent types, leaving out the root stack:
+    ``<component type>$<child type>`` for a child of a top-level component (pkg/resource/urn.go NewURN).
+    The mock monitor prefixes only the last parent type, and includes the stack.
+    """
+
+    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+        super().__init__(mocks)
+        self.registered_outputs: dict[str, dict[str, Any]] = {}
+
+    def RegisterResourceOutputs(self, request: Any) -> Any:
+        """Keep what each component registered (the mock monitor drops it)."""
+        self.registered_outputs[request.urn] = rpc.deserialize_properties(request.outputs)
+        return super().RegisterResourceOutputs(request)
+
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        if parent:
+            parent_type = parent.split("::")[2]
+            if parent_type != STACK_TYPE:
+                type_ = f"{parent_type}${type_}"
+        return "urn:pulumi:" + "::".join([pulumi.get_stack(), pulumi.get_project(), type_, name])
 
 
 def _arn(service: str, resource: str) -> str:
@@ -139,6 +168,18 @@ class RecordingMocks(pulumi.runtime.Mocks):
             out.update(name=name, arn=_arn("sns", name))
         elif typ == "aws:scheduler/schedule:Schedule":
             out.update(name=name, arn=_arn("scheduler", f"schedule/default/{name}"))
+        elif typ == "aws:glue/catalogDatabase:CatalogDatabase":
+            out.update(name=name, arn=_arn("glue", f"database/{name}"))
+        elif typ == "aws:glue/catalogTable:CatalogTable":
+            out.update(name=name, arn=_arn("glue", f"table/{plain['databaseName']}/{name}"))
+        elif typ == "aws:cloudwatch/metricAlarm:MetricAlarm":
+            out.update(name=name, arn=_arn("cloudwatch", f"alarm:{name}"))
+        elif typ == "aws:cloudwatch/dashboard:Dashboard":
+            out.update(dashboardArn=f"arn:aws:cloudwatch::{ACCOUNT}:dashboard/{plain['dashboardName']}")
+        elif typ == "aws:athena/workgroup:Workgroup":
+            out.update(name=name, arn=_arn("athena", f"workgroup/{name}"), id=name)
+        elif typ == "aws:athena/namedQuery:NamedQuery":
+            out["id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, args.name))
         elif typ.startswith("aws:"):
             out.setdefault("name", name)
             out["arn"] = _arn(typ.split(":")[1].split("/")[0], name)
@@ -162,6 +203,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 "userId": "AIDA",
                 "id": ACCOUNT,
             }
+        if args.token == "aws:index/getRegion:getRegion":
+            return {"region": REGION, "name": REGION, "id": REGION, "description": "US East (N. Virginia)"}
         if args.token == "aws:s3/getBucket:getBucket":
             bucket = args.args["bucket"]
             return {"arn": f"arn:aws:s3:::{bucket}", "bucket": bucket, "id": bucket, "region": REGION}
@@ -172,6 +215,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
 class ProgramRun:
     mocks: RecordingMocks
     outputs: dict[str, Any] = field(default_factory=dict)
+    urns: list[str] = field(default_factory=list)  # every registered resource but the stack, sorted
+    registered_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # component URN -> outputs
 
     @property
     def resources(self) -> list[Recorded]:
@@ -209,7 +254,7 @@ def run_with_mocks(
 ) -> ProgramRun:
     """Run ``body`` as a Pulumi program under fresh mocks; wait for every registration; collect exports."""
     mocks = mocks or RecordingMocks()
-    monitor = MockMonitor(mocks)
+    monitor = EngineUrnMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
     pulumi.runtime.set_all_config(config_strings(config), list(secret_keys))
     SETTINGS.rpc_manager.clear()
@@ -221,7 +266,7 @@ def run_with_mocks(
     by_key = {(u.split("::")[2].split("$")[-1], u.split("::")[3]): u for u in monitor.resources}
     for record in mocks.records:
         record.urn = by_key.get((record.typ, record.name), "")
-    run = ProgramRun(mocks)
+    run = ProgramRun(mocks, urns=sorted(monitor.resources), registered_outputs=monitor.registered_outputs)
     if root is not None and hasattr(root, "outputs"):
         for key, value in root.outputs.items():
             run.outputs[key] = _sync_await(pulumi.Output.from_input(value).future())

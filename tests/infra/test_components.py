@@ -9,15 +9,14 @@ from typing import Any
 import pulumi
 import pytest
 
-from components import policies
-from components.catalog import PriceCatalog
+from components.catalog import GlueTableRef
 from components.config import validate_config
-from components.container_lambda import SharedInfra
 from components.data_bucket import DataBucket
-from components.orchestrator import BackfillOrchestrator
-from components.scraper import PriceScraper
+from components.orchestrator import BackfillOrchestrator, BackfillOrchestratorArgs
+from components.pipeline_function import SharedInfra
+from components.scraper import PriceScraper, PriceScraperArgs
 from components.secrets import TiingoSecret
-from stockpipe.prices import PRICE_SCHEMA
+from stockpipe import layout
 from tests.conftest import TEST_TOKEN
 from tests.infra.conftest import (
     ACCOUNT,
@@ -36,6 +35,14 @@ SECRET_ARN = f"arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:stock-pipeline/
 TOPIC_ARN = f"arn:aws:sns:us-east-1:{ACCOUNT}:stock-pipeline-alarms-dev"
 SCRAPER = "stock-pipeline:lambdas:PriceScraper"
 ORCHESTRATOR = "stock-pipeline:lambdas:BackfillOrchestrator"
+GLUE = "arn:aws:glue:us-east-1:123456789012"
+CATALOG = GlueTableRef(
+    database_name="stock_pipeline_dev",
+    table_name="prices_daily",
+    catalog_arn=f"{GLUE}:catalog",
+    database_arn=f"{GLUE}:database/stock_pipeline_dev",
+    table_arn=f"{GLUE}:table/stock_pipeline_dev/prices_daily",
+)
 DIGEST = re.compile(r"[0-9]{12}\.dkr\.ecr\.us-east-1\.amazonaws\.com/[a-z0-9-]+@sha256:[0-9a-f]{64}")
 
 
@@ -59,12 +66,14 @@ def run_lambdas(**overrides: Any) -> ProgramRun:
 
     def body() -> None:
         infra = shared(stack_settings)
-        scraper = PriceScraper("tiingo-price-scraper", shared=infra)
+        scraper = PriceScraper("tiingo-price-scraper", PriceScraperArgs(shared=infra, catalog=CATALOG))
         BackfillOrchestrator(
             "tiingo-backfill-orchestrator",
-            shared=infra,
-            scraper_function_name=scraper.function_name,
-            scraper_function_arn=scraper.function_arn,
+            BackfillOrchestratorArgs(
+                shared=infra,
+                scraper_function_name=scraper.function_name,
+                scraper_function_arn=scraper.function_arn,
+            ),
         )
 
     return run_with_mocks(body, config={})
@@ -176,6 +185,8 @@ def test_scraper_function_settings_and_environment(lambdas):
         "TIINGO_REQUESTS_PER_HOUR": "50",
         "LOOKBACK_DAYS": "7",
         "LOG_LEVEL": "INFO",
+        "GLUE_DATABASE": "stock_pipeline_dev",
+        "GLUE_TABLE": "prices_daily",
     }
     assert function["loggingConfig"]["logGroup"] == "/aws/lambda/tiingo-price-scraper-dev"
 
@@ -234,6 +245,8 @@ def test_scraper_role_names_exact_arns_and_no_wildcards(lambdas):
         "logs:CreateLogStream": {f"{log_group}:log-stream:*"},
         "logs:PutLogEvents": {f"{log_group}:log-stream:*"},
         "sqs:SendMessage": {dlq},
+        "glue:GetTable": {CATALOG.catalog_arn, CATALOG.database_arn, CATALOG.table_arn},
+        "glue:CreatePartition": {CATALOG.catalog_arn, CATALOG.database_arn, CATALOG.table_arn},
     }
     role = lambdas.one("aws:iam/role:Role", "tiingo-price-scraper-role").plain
     trust = json.loads(role["assumeRolePolicy"])["Statement"]
@@ -322,21 +335,27 @@ def test_alarms(lambdas):
     depth = alarms["tiingo-backfill-orchestrator-dlq-alarm"]
     assert depth["dimensions"] == {"QueueName": "tiingo-backfill-orchestrator-dlq-dev"}
     fresh = alarms["tiingo-price-scraper-freshness-alarm"]
+    assert fresh["name"] == "tiingo-price-scraper-trading-days-behind-dev"
     queries = {q["id"]: q for q in fresh["metricQueries"]}
-    metric = queries["rows"]["metric"]
+    metric = queries["behind"]["metric"]
     assert (metric["namespace"], metric["metricName"], metric["stat"]) == (
-        "StockPipeline",
-        "RowsWritten",
-        "Sum",
+        layout.METRIC_NAMESPACE,
+        layout.ScraperMetric.TRADING_DAYS_BEHIND,
+        "Maximum",
     )
-    assert metric["dimensions"] == {"Function": "tiingo-price-scraper-dev"}
+    assert metric["dimensions"] == {layout.FUNCTION_DIMENSION: "tiingo-price-scraper-dev"}
     assert metric["period"] == 86400
-    assert queries["fresh"]["returnData"] is True
-    assert queries["filled"]["expression"] == "FILL(rows, 0)"
-    assert queries["fresh"]["expression"].startswith("IF((DAY(filled) == 2 OR")
-    assert fresh["comparisonOperator"] == "LessThanOrEqualToThreshold"
-    assert fresh["threshold"] == 0
+    assert queries["filled"]["expression"] == "FILL(behind, 99)"
+    assert [q["id"] for q in fresh["metricQueries"] if q["returnData"]] == ["due"]
+    # default schedule: windows starting Tue-Fri UTC are judged, except around the 00:30/01:30 UTC run
+    assert queries["due"]["expression"] == (
+        "IF((DAY(filled) == 2 OR DAY(filled) == 3 OR DAY(filled) == 4 OR DAY(filled) == 5)"
+        " AND (HOUR(filled) != 0 AND HOUR(filled) != 1 AND HOUR(filled) != 2), filled, 0)"
+    )
+    assert fresh["comparisonOperator"] == "GreaterThanThreshold"
+    assert fresh["threshold"] == 1
     assert fresh["treatMissingData"] == "breaching"
+    assert fresh["okActions"] == [TOPIC_ARN]
 
 
 # --- data bucket, secret, catalog ---------------------------------------------------------------------
@@ -422,35 +441,3 @@ def test_secret_stays_secret_even_from_a_plain_output():
     run = run_with_mocks(lambda: TiingoSecret("t", token=pulumi.Output.from_input(TEST_TOKEN)), config={})
     version = run.one("aws:secretsmanager/secretVersion:SecretVersion", "t-version")
     assert pulumi.runtime.rpc.is_rpc_secret(version.inputs["secretString"])
-
-
-def test_glue_table_projects_ticker_and_year_over_the_parquet_schema():
-    run = run_with_mocks(
-        lambda: PriceCatalog("catalog", bucket_name=pulumi.Output.from_input(BUCKET), first_year=2015),
-        config={},
-    )
-    database = run.one("aws:glue/catalogDatabase:CatalogDatabase", "catalog-database").plain
-    table = run.one("aws:glue/catalogTable:CatalogTable", "catalog-table").plain
-    assert database["name"] == "stock_pipeline_dev"
-    assert table["name"] == "prices_daily"
-    assert table["databaseName"] == "stock_pipeline_dev"
-    assert table["partitionKeys"] == [{"name": "ticker", "type": "string"}, {"name": "year", "type": "int"}]
-    columns = table["storageDescriptor"]["columns"]
-    assert [c["name"] for c in columns] == PRICE_SCHEMA.names
-    assert {c["name"]: c["type"] for c in columns}["date"] == "date"
-    assert {c["name"]: c["type"] for c in columns}["volume"] == "bigint"
-    assert {c["name"]: c["type"] for c in columns}["adj_close"] == "double"
-    assert table["storageDescriptor"]["location"] == f"s3://{BUCKET}/prices/daily/"
-    assert "Parquet" in table["storageDescriptor"]["serDeInfo"]["serializationLibrary"]
-    params = table["parameters"]
-    assert params["projection.enabled"] == "true"
-    assert params["projection.ticker.type"] == "injected"
-    assert params["projection.year.type"] == "integer"
-    assert params["projection.year.range"] == "2015,2099"
-    assert (
-        params["storage.location.template"] == f"s3://{BUCKET}/prices/daily/ticker=${{ticker}}/year=${{year}}"
-    )
-    # the template is the layout the scraper writes (prices/daily/ticker=<T>/year=<Y>/data.parquet)
-    assert params["storage.location.template"].endswith(
-        policies.PRICES_PREFIX + "ticker=${ticker}/year=${year}"
-    )

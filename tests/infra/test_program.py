@@ -31,6 +31,8 @@ COMPONENT_TYPES = {
     "stock-pipeline:lambdas:PriceScraper",
     "stock-pipeline:lambdas:BackfillOrchestrator",
     "stock-pipeline:analytics:PriceCatalog",
+    "stock-pipeline:analytics:AthenaWorkgroup",
+    "stock-pipeline:monitoring:PipelineDashboard",
 }
 SCRAPER_ENV = {
     "DATA_BUCKET",
@@ -39,6 +41,8 @@ SCRAPER_ENV = {
     "TIINGO_REQUESTS_PER_HOUR",
     "LOOKBACK_DAYS",
     "LOG_LEVEL",
+    "GLUE_DATABASE",
+    "GLUE_TABLE",
 }
 ORCHESTRATOR_ENV = {
     "DATA_BUCKET",
@@ -66,15 +70,19 @@ EXPECTED_COUNTS = {
     "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig": 2,
     "aws:secretsmanager/secret:Secret": 1,
     "aws:secretsmanager/secretVersion:SecretVersion": 1,
-    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": 1,
-    "aws:s3/bucketPolicy:BucketPolicy": 1,
+    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": 2,
+    "aws:s3/bucketPolicy:BucketPolicy": 2,
     "aws:s3/bucketVersioning:BucketVersioning": 1,
-    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": 1,
-    "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": 1,
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": 2,
+    "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": 2,
     "aws:s3/bucketObjectv2:BucketObjectv2": 1,
     "aws:sns/topic:Topic": 1,
     "aws:glue/catalogDatabase:CatalogDatabase": 1,
     "aws:glue/catalogTable:CatalogTable": 1,
+    "aws:glue/partitionIndex:PartitionIndex": 2,
+    "aws:athena/workgroup:Workgroup": 1,
+    "aws:athena/namedQuery:NamedQuery": 6,
+    "aws:cloudwatch/dashboard:Dashboard": 1,
 }
 STACKS = stack_files()
 
@@ -93,7 +101,7 @@ def test_resource_graph_types_counts_and_parents(stack_run):
     config, run = stack_run
     counts = Counter(r.typ for r in run.resources)
     has_bucket_name = bool(config.get(f"{PROJECT}:bucketName"))
-    assert counts["aws:s3/bucket:Bucket"] == (0 if has_bucket_name else 1)
+    assert counts["aws:s3/bucket:Bucket"] == (1 if has_bucket_name else 2)  # + the Athena results bucket
     assert counts["aws:sns/topicSubscription:TopicSubscription"] == (
         1 if config.get(f"{PROJECT}:alarmEmail") else 0
     )
@@ -131,7 +139,7 @@ def test_environment_matches_the_handler_contracts(stack_run):
     assert set(functions["stock-pipeline:lambdas:PriceScraper"]) == SCRAPER_ENV | extra
     assert set(functions["stock-pipeline:lambdas:BackfillOrchestrator"]) == ORCHESTRATOR_ENV | extra
     (secret,) = run.of_type("aws:secretsmanager/secret:Secret")
-    (bucket_pab,) = run.of_type("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
+    bucket_pab = run.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", "data-public-access")
     for env in functions.values():
         assert env["TIINGO_SECRET_ARN"] == secret.outputs["arn"]
         assert env["DATA_BUCKET"] == bucket_pab.plain["bucket"]
@@ -163,25 +171,63 @@ def test_token_appears_only_in_the_secret_version(stack_run):
     assert TEST_TOKEN not in json.dumps(run.outputs, default=str)
 
 
+PER_FUNCTION_OUTPUTS = {
+    "FunctionName",
+    "FunctionArn",
+    "ImageDigest",
+    "ScheduleName",
+    "RepositoryUrl",
+    "LogGroupName",
+    "DeadLetterQueueUrl",
+}
+STACK_OUTPUTS = {
+    "bucketName",
+    "tiingoSecretArn",
+    "alarmTopicArn",
+    *(f"{fn}{output}" for fn in ("scraper", "orchestrator") for output in PER_FUNCTION_OUTPUTS),
+    "glueDatabase",
+    "glueTable",
+    "athenaWorkgroup",
+    "athenaResultsBucket",
+    "athenaNamedQueries",
+    "dashboardName",
+    "dashboardUrl",
+}
+
+
 def test_stack_outputs(stack_run):
     _, run = stack_run
-    assert set(run.outputs) == {
-        "bucketName",
-        "scraperFunctionName",
-        "scraperFunctionArn",
-        "scraperImageDigest",
-        "scraperScheduleName",
-        "orchestratorFunctionName",
-        "orchestratorFunctionArn",
-        "orchestratorImageDigest",
-        "orchestratorScheduleName",
-        "tiingoSecretArn",
-        "alarmTopicArn",
-        "glueDatabase",
-        "glueTable",
-    }
+    assert set(run.outputs) == STACK_OUTPUTS
     assert "@sha256:" in run.outputs["scraperImageDigest"]
     assert run.outputs["glueTable"].endswith(".prices_daily")
+
+
+def test_stack_outputs_are_what_an_operator_reaches_for(stack_run):
+    _, run = stack_run
+    out = run.outputs
+    for prefix, base in (
+        ("scraper", "tiingo-price-scraper"),
+        ("orchestrator", "tiingo-backfill-orchestrator"),
+    ):
+        queue = run.one("aws:sqs/queue:Queue", f"{base}-dlq").outputs["url"]
+        logs = run.one("aws:cloudwatch/logGroup:LogGroup", f"{base}-logs").outputs["name"]
+        repo = run.one("aws:ecr/repository:Repository", f"{base}-repo").outputs["repositoryUrl"]
+        assert out[f"{prefix}DeadLetterQueueUrl"] == queue
+        assert out[f"{prefix}LogGroupName"] == logs == f"/aws/lambda/{out[f'{prefix}FunctionName']}"
+        assert out[f"{prefix}RepositoryUrl"] == repo
+        assert out[f"{prefix}ImageDigest"].startswith(repo + "@sha256:")
+    assert (
+        out["athenaWorkgroup"] == run.one("aws:athena/workgroup:Workgroup", "athena-workgroup").plain["name"]
+    )
+    assert out["athenaResultsBucket"] == run.one("aws:s3/bucket:Bucket", "athena-results").outputs["bucket"]
+    queries = {
+        q.name.removeprefix("athena-query-"): q for q in run.of_type("aws:athena/namedQuery:NamedQuery")
+    }
+    assert out["athenaNamedQueries"] == {slug: q.outputs["id"] for slug, q in queries.items()}
+    (dashboard,) = run.of_type("aws:cloudwatch/dashboard:Dashboard")
+    assert out["dashboardName"] == dashboard.plain["dashboardName"]
+    assert out["dashboardUrl"].endswith(f"#dashboards/dashboard/{out['dashboardName']}")
+    assert out["dashboardUrl"].startswith("https://us-east-1.console.aws.amazon.com/cloudwatch/")
 
 
 def test_names_are_stack_qualified():
@@ -213,7 +259,7 @@ def test_optional_settings_change_the_graph():
         f"{PROJECT}:alarmEmail": "ops@example.com",
     }
     run = run_program(config)
-    assert run.of_type("aws:s3/bucket:Bucket") == []
+    assert [r.name for r in run.of_type("aws:s3/bucket:Bucket")] == ["athena-results"]
     (subscription,) = run.of_type("aws:sns/topicSubscription:TopicSubscription")
     assert subscription.plain["endpoint"] == "ops@example.com"
     assert subscription.plain["protocol"] == "email"

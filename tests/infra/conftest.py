@@ -206,10 +206,11 @@ def run_with_mocks(
     stack: str = "dev",
     preview: bool = False,
     mocks: RecordingMocks | None = None,
+    monitor_class: type[MockMonitor] = MockMonitor,
 ) -> ProgramRun:
     """Run ``body`` as a Pulumi program under fresh mocks; wait for every registration; collect exports."""
     mocks = mocks or RecordingMocks()
-    monitor = MockMonitor(mocks)
+    monitor = monitor_class(mocks)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
     pulumi.runtime.set_all_config(config_strings(config), list(secret_keys))
     SETTINGS.rpc_manager.clear()

@@ -50,6 +50,7 @@ def base_environment(shared: SharedInfra) -> dict[str, pulumi.Input[str]]:
         "DATA_BUCKET": shared.bucket_name,
         "TIINGO_SECRET_ARN": shared.secret_arn,
         "TIINGO_REQUESTS_PER_HOUR": str(settings.tiingo_requests_per_hour),
+        "TIINGO_TOKEN_MAX_AGE_MINUTES": str(settings.tiingo_token_max_age_minutes),
         "LOG_LEVEL": settings.log_level,
     }
     if settings.tiingo_base_url:
@@ -144,7 +145,9 @@ class ContainerLambda:
         self.role = aws.iam.Role(
             f"{name}-role",
             name=physical_name(spec.base_name, stack, suffix="role", max_length=64),
-            assume_role_policy=policies.to_json(policies.assume_role(LAMBDA_SERVICE)),
+            assume_role_policy=shared.account_id.apply(
+                lambda account: policies.to_json(policies.assume_role(LAMBDA_SERVICE, source_account=account))
+            ),
             tags=tags,
             opts=child,
         )

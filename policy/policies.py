@@ -3,37 +3,22 @@
 Resource checks take ``(args, report_violation)`` like pulumi-policy's ResourceValidation; stack checks
 take ``(args, report_violation)`` with ``args.resources``. Property names are the engine's (camelCase).
 
-Through the engine, ``args.props`` is a read-only *proxy* (a ``collections.abc.Mapping`` whose lists are
-``Sequence`` proxies, never ``dict``/``list``) that raises ``UnknownValueError`` when a value is unknown
-during a preview; left unhandled, that error aborts the whole policy for the resource. So every read goes
-through ``get`` / ``elements``, which turn an unknown into ``UNKNOWN``: a check skips exactly the values
-it cannot know and still judges the rest. Policy documents may be JSON text or objects.
+Through the engine ``args.props`` is a read-only proxy that raises on unknown values; every read goes
+through ``policy_props`` (``get`` / ``elements`` / ``document``), so a check skips exactly the values a
+preview cannot know and still judges the rest. Policy documents may be JSON text or objects.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pulumi_policy import ReportViolation, ResourceValidationArgs, StackValidationArgs
-from pulumi_policy.proxy import UnknownValueError
 
-# The engine's marker for a value that is only known after the update (a string unknown); the others
-# are the typed sentinels pulumi_policy also recognises.
-UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
-_UNKNOWNS = frozenset(
-    {
-        UNKNOWN,
-        "1c4a061d-8072-4f0a-a4cb-0ff528b18fe7",  # boolean
-        "3eeb2bf0-c639-47a8-9e75-3b44932eb421",  # number
-        "6a19a0b0-7e62-4c92-b797-7f8e31da9cc2",  # array
-        "030794c1-ac77-496b-92df-f27374a8bd58",  # asset
-        "e48ece36-62e2-4504-bad9-02848725956a",  # archive
-        "dd056dcd-154b-4c76-9bd3-c8f88648b5ff",  # object
-    }
-)
+from policy_props import UNKNOWN, document, elements, get, is_unknown, statements
+
+__all__ = ["UNKNOWN", "document", "elements", "get", "is_unknown", "statements"]  # re-exported for callers
 
 BUCKET = "aws:s3/bucket:Bucket"
 BUCKET_V2 = "aws:s3/bucketV2:BucketV2"
@@ -45,6 +30,7 @@ ECR_LIFECYCLE = "aws:ecr/lifecyclePolicy:LifecyclePolicy"
 LAMBDA_FUNCTION = "aws:lambda/function:Function"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 IAM_ROLE = "aws:iam/role:Role"
+SNS_TOPIC = "aws:sns/topic:Topic"
 IAM_POLICY_TYPES = frozenset(
     {
         "aws:iam/rolePolicy:RolePolicy",
@@ -58,57 +44,10 @@ _DIGEST_URI = re.compile(r"[^@\s]+@sha256:[0-9a-f]{64}")
 _SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|PRIVATE_?KEY|CREDENTIAL", re.IGNORECASE)
 # Values that are references to a secret, not the secret itself.
 _REFERENCE_VALUE = re.compile(r"arn:aws[a-z-]*:(secretsmanager|ssm|kms):\S+")
+# A setting *about* a secret (TIINGO_TOKEN_MAX_AGE_MINUTES=15) holds a number or a flag, never the secret.
+_SETTING_NAME = re.compile(r"_(MINUTES|SECONDS|MS|HOURS|DAYS|TTL|COUNT|LENGTH|ENABLED)$", re.IGNORECASE)
+_SETTING_VALUE = re.compile(r"\d{1,6}|true|false", re.IGNORECASE)
 _BUCKET_ARN = re.compile(r"arn:aws[a-z-]*:s3:::([^/*]+)")
-
-
-def is_unknown(value: Any) -> bool:
-    return isinstance(value, str) and value in _UNKNOWNS
-
-
-def get(mapping: Any, key: str, default: Any = None) -> Any:
-    """``mapping[key]`` from a dict or an engine proxy: ``UNKNOWN`` when not known yet, else ``default``."""
-    if not isinstance(mapping, Mapping):
-        return default
-    try:
-        value = mapping[key]
-    except KeyError:
-        return default
-    except UnknownValueError:
-        return UNKNOWN
-    return UNKNOWN if is_unknown(value) else value
-
-
-def elements(value: Any) -> list[Any]:
-    """A Sequence's items (a lone value as one item, nothing for None); unknown items as ``UNKNOWN``."""
-    if value is None:
-        return []
-    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
-        return [value]
-    items = []
-    for index in range(len(value)):
-        try:
-            item = value[index]
-        except UnknownValueError:
-            item = UNKNOWN
-        items.append(UNKNOWN if is_unknown(item) else item)
-    return items
-
-
-def document(value: Any) -> Mapping[str, Any] | None:
-    """A policy document given as JSON text or as an object; None when unknown or unparsable."""
-    if value is None or is_unknown(value):
-        return None
-    if isinstance(value, Mapping):
-        return value
-    try:
-        parsed = json.loads(value)
-    except (TypeError, ValueError):
-        return None
-    return parsed if isinstance(parsed, Mapping) else None
-
-
-def statements(doc: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    return [s for s in elements(get(doc, "Statement")) if isinstance(s, Mapping)]
 
 
 # --- S3 (Security Hub S3.1 / S3.8 public access, S3.5 TLS, SSE) -------------------------------------
@@ -296,6 +235,48 @@ def iam_no_wildcards(args: ResourceValidationArgs, report_violation: ReportViola
             report_violation(f"{label}: {problem} (IAM.1/IAM.21)", None)
 
 
+def _condition_keys(statement: Mapping[str, Any]) -> set[str]:
+    condition = get(statement, "Condition")
+    if not isinstance(condition, Mapping):
+        return set()
+    return {str(key).lower() for operator in condition for key in (get(condition, operator) or {})}
+
+
+def iam_service_trust_scoped(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    """A role an AWS service may assume names the account or resource the service acts for.
+
+    Without ``aws:SourceAccount`` / ``aws:SourceArn`` the service can be made to assume the role on behalf
+    of anyone who can point it at the role (the cross-service confused deputy).
+    """
+    policy = get(args.props, "assumeRolePolicy")
+    if args.resource_type != IAM_ROLE or policy is None or is_unknown(policy):
+        return
+    doc = document(policy)
+    if doc is None:
+        report_violation("the trust policy is not a JSON document", None)
+        return
+    for statement in statements(doc):
+        services = [s for s in elements(get(get(statement, "Principal"), "Service")) if not is_unknown(s)]
+        if get(statement, "Effect") != "Allow" or not services:
+            continue
+        if not _condition_keys(statement) & {"aws:sourceaccount", "aws:sourcearn"}:
+            report_violation(
+                f"the trust of {', '.join(map(str, services))} needs an aws:SourceAccount or aws:SourceArn"
+                " condition (confused deputy)",
+                None,
+            )
+
+
+# --- SNS (SNS.1) ------------------------------------------------------------------------------------
+
+
+def sns_topic_encrypted(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    """Topics are encrypted at rest with a KMS key (Security Hub SNS.1)."""
+    key = get(args.props, "kmsMasterKeyId")
+    if args.resource_type == SNS_TOPIC and not key:
+        report_violation("SNS topics must be encrypted: set kmsMasterKeyId (SNS.1)", None)
+
+
 # --- Lambda -----------------------------------------------------------------------------------------
 
 
@@ -320,9 +301,12 @@ def lambda_no_plaintext_secrets(args: ResourceValidationArgs, report_violation: 
         return
     for name in variables:
         value = get(variables, name)
-        if _SECRET_NAME.search(name) and not is_unknown(value) and not _REFERENCE_VALUE.fullmatch(str(value)):
-            # Never echo the value: it may be the secret.
-            report_violation(f"environment variable {name} looks like a plaintext secret; pass an ARN", None)
+        if not _SECRET_NAME.search(name) or is_unknown(value) or _REFERENCE_VALUE.fullmatch(str(value)):
+            continue
+        if _SETTING_NAME.search(name) and _SETTING_VALUE.fullmatch(str(value)):
+            continue
+        # Never echo the value: it may be the secret.
+        report_violation(f"environment variable {name} looks like a plaintext secret; pass an ARN", None)
 
 
 def log_group_retention(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
@@ -356,6 +340,11 @@ RESOURCE_POLICIES: dict[str, tuple[str, ResourceCheck]] = {
         " Resource '*' (IAM.1, IAM.21).",
         iam_no_wildcards,
     ),
+    "iam-service-trust-scoped": (
+        "Roles trusted by an AWS service require aws:SourceAccount or aws:SourceArn (confused deputy).",
+        iam_service_trust_scoped,
+    ),
+    "sns-topic-encrypted": ("SNS topics are encrypted with a KMS key (SNS.1).", sns_topic_encrypted),
     "lambda-image-digest-x86": (
         "Container Lambdas are pinned by image digest and run on x86_64.",
         lambda_image_pinned,

@@ -138,7 +138,13 @@ class RecordingMocks(pulumi.runtime.Mocks):
         elif typ == "aws:sns/topic:Topic":
             out.update(name=name, arn=_arn("sns", name))
         elif typ == "aws:scheduler/schedule:Schedule":
-            out.update(name=name, arn=_arn("scheduler", f"schedule/default/{name}"))
+            group = plain.get("groupName") or "default"
+            out.update(name=name, arn=_arn("scheduler", f"schedule/{group}/{name}"))
+        elif typ == "aws:scheduler/scheduleGroup:ScheduleGroup":
+            out.update(name=name, arn=_arn("scheduler", f"schedule-group/{name}"))
+        elif typ == "aws:kms/key:Key":
+            key_id = hashlib.sha256(args.name.encode()).hexdigest()[:32]
+            out.update(keyId=key_id, arn=_arn("kms", f"key/{key_id}"))
         elif typ.startswith("aws:"):
             out.setdefault("name", name)
             out["arn"] = _arn(typ.split(":")[1].split("/")[0], name)

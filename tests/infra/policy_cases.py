@@ -67,6 +67,13 @@ def _inline_admin(props: dict[str, Any]) -> None:
     props["inlinePolicies"] = [{"name": "admin", "policy": json.dumps(ADMIN)}]
 
 
+def _unscoped_trust(props: dict[str, Any]) -> None:
+    doc = json.loads(props["assumeRolePolicy"])
+    for statement in doc["Statement"]:
+        statement.pop("Condition", None)
+    props["assumeRolePolicy"] = json.dumps(doc)
+
+
 def _allow(action: Any, resource: Any) -> Callable[[dict[str, Any]], None]:
     statement = {"Effect": "Allow", "Action": action, "Resource": resource}
     return policy_doc({"Version": "2012-10-17", "Statement": [statement]})
@@ -94,6 +101,11 @@ BROKEN: dict[str, list[Broken]] = {
         Broken("Resource *", ROLE_POLICY, _allow("s3:GetObject", "*"), "-role-policy"),
         Broken("admin in a role's inline policy", p.IAM_ROLE, _inline_admin),
     ],
+    "iam-service-trust-scoped": [
+        Broken("Lambda trust without a condition", p.IAM_ROLE, _unscoped_trust, "price-scraper-role"),
+        Broken("Scheduler trust without a condition", p.IAM_ROLE, _unscoped_trust, "-scheduler-role"),
+    ],
+    "sns-topic-encrypted": [Broken("no key", p.SNS_TOPIC, set_path("kmsMasterKeyId", ""))],
     "lambda-image-digest-x86": [
         Broken(
             "tag, not digest",

@@ -194,6 +194,16 @@ def test_secret_references_are_allowed_and_values_are_not_echoed():
     assert "hunter2" not in message
 
 
+def test_settings_about_a_secret_are_not_secrets_but_cannot_smuggle_one():
+    settings = {
+        "environment": {"variables": {"TIINGO_TOKEN_MAX_AGE_MINUTES": "15", "SECRET_CACHE_ENABLED": "true"}}
+    }
+    assert check(p.lambda_no_plaintext_secrets, p.LAMBDA_FUNCTION, settings) == []
+    smuggled = {"environment": {"variables": {"TIINGO_TOKEN_MAX_AGE_MINUTES": "tok-CANARY-7f3a9c1e5b"}}}
+    (message,) = check(p.lambda_no_plaintext_secrets, p.LAMBDA_FUNCTION, smuggled)
+    assert "CANARY" not in message
+
+
 def test_retention_arrives_as_a_float_through_the_protocol():
     assert check(p.log_group_retention, p.LOG_GROUP, {"retentionInDays": 14.0}) == []
     assert check(p.log_group_retention, p.LOG_GROUP, {"retentionInDays": True})
@@ -201,7 +211,44 @@ def test_retention_arrives_as_a_float_through_the_protocol():
 
 def test_other_resource_types_are_ignored():
     for _, fn in p.RESOURCE_POLICIES.values():
-        assert check(fn, "aws:sns/topic:Topic", {"name": "x"}) == []
+        assert check(fn, "aws:sqs/queue:Queue", {"name": "x", "policy": "{}"}) == []
+
+
+def test_service_trust_needs_a_source_condition_and_an_unknown_one_is_skipped():
+    def trust(condition: dict | None) -> dict:
+        statement = {
+            "Effect": "Allow",
+            "Principal": {"Service": "lambda.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+        }
+        return {
+            "assumeRolePolicy": json.dumps(
+                {"Statement": [statement | ({"Condition": condition} if condition else {})]}
+            )
+        }
+
+    assert (
+        check(p.iam_service_trust_scoped, p.IAM_ROLE, trust({"StringEquals": {"aws:SourceAccount": "1"}}))
+        == []
+    )
+    assert (
+        check(p.iam_service_trust_scoped, p.IAM_ROLE, trust({"ArnLike": {"AWS:SourceArn": "arn:aws:x"}}))
+        == []
+    )
+    assert check(p.iam_service_trust_scoped, p.IAM_ROLE, trust({"StringEquals": {"aws:PrincipalTag/x": "1"}}))
+    assert check(p.iam_service_trust_scoped, p.IAM_ROLE, trust(None))
+    assert check(p.iam_service_trust_scoped, p.IAM_ROLE, {"assumeRolePolicy": p.UNKNOWN}) == []
+    people = {
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::1:root"}, "Action": "sts:AssumeRole"}
+        ]
+    }
+    assert check(p.iam_service_trust_scoped, p.IAM_ROLE, {"assumeRolePolicy": json.dumps(people)}) == []
+
+
+def test_topic_encryption_unknown_key_is_skipped():
+    assert check(p.sns_topic_encrypted, p.SNS_TOPIC, {"kmsMasterKeyId": p.UNKNOWN}) == []
+    assert check(p.sns_topic_encrypted, p.SNS_TOPIC, {"name": "x"})
 
 
 # --- the pack itself ---------------------------------------------------------------------------------

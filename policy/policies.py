@@ -18,8 +18,6 @@ from pulumi_policy import ReportViolation, ResourceValidationArgs, StackValidati
 
 from policy_props import UNKNOWN, document, elements, get, is_unknown, statements
 
-__all__ = ["UNKNOWN", "document", "elements", "get", "is_unknown", "statements"]  # re-exported for callers
-
 BUCKET = "aws:s3/bucket:Bucket"
 BUCKET_V2 = "aws:s3/bucketV2:BucketV2"
 PUBLIC_ACCESS_BLOCK = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"

@@ -171,13 +171,14 @@ def _arn_parts(arn: str) -> tuple[str, str, str]:
 
 
 def alarm_topic_policy(topic_arn: str) -> dict[str, Any]:
-    """Only CloudWatch alarms of the topic's own account may publish; nobody else, not even the account.
+    """Only CloudWatch alarms of the topic's own account may publish; no user or role, not even the account's.
 
-    The Allow follows AWS's documented topic policy for alarm actions (cloudwatch.amazonaws.com,
-    ``aws:SourceArn`` of the account's alarms, ``aws:SourceAccount``). Without the Deny, any principal of
-    the account with ``sns:Publish`` in an identity policy could still publish; ``aws:PrincipalServiceName``
-    is present only on requests made by a service principal, so the Deny leaves exactly CloudWatch.
-    Test an alarm with ``aws cloudwatch set-alarm-state``.
+    The Allow is AWS's documented topic policy for alarm actions (Principal cloudwatch.amazonaws.com,
+    ``aws:SourceArn`` = the account's alarms, ``aws:SourceAccount``). Without the Deny, any IAM principal
+    of the account with ``sns:Publish`` in an identity policy could still publish.
+    ``aws:PrincipalIsAWSService`` is in every signed request and true only when a service principal calls
+    directly, as CloudWatch does for an alarm action; other services get no Allow. Test an alarm with
+    ``aws cloudwatch set-alarm-state``.
     """
     partition, region, account = _arn_parts(topic_arn)
     alarms = f"arn:{partition}:cloudwatch:{region}:{account}:alarm:*"
@@ -195,12 +196,12 @@ def alarm_topic_policy(topic_arn: str) -> dict[str, Any]:
                 },
             },
             {
-                "Sid": "NobodyElsePublishes",
+                "Sid": "NoUserOrRolePublishes",
                 "Effect": "Deny",
                 "Principal": "*",
                 "Action": "sns:Publish",
                 "Resource": topic_arn,
-                "Condition": {"StringNotEquals": {"aws:PrincipalServiceName": CLOUDWATCH_SERVICE}},
+                "Condition": {"Bool": {"aws:PrincipalIsAWSService": "false"}},
             },
         ]
     )

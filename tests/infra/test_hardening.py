@@ -38,7 +38,7 @@ def _condition_holds(condition: dict[str, dict[str, Any]], context: dict[str, st
             actual = context.get(key)
             if operator == "StringNotEquals":
                 holds = actual is None or actual not in _values(expected)  # negated: a missing key matches
-            elif operator in ("StringEquals", "ArnEquals"):
+            elif operator in ("StringEquals", "ArnEquals", "Bool"):
                 holds = actual in _values(expected)
             elif operator == "ArnLike":
                 holds = actual is not None and any(fnmatch.fnmatchcase(actual, p) for p in _values(expected))
@@ -81,13 +81,20 @@ def topic_policy(dev_run: ProgramRun) -> dict[str, Any]:
             "implicit deny",
         ),
         ({"AWS": f"arn:aws:iam::{ACCOUNT}:user/ops"}, {}, "Deny"),
-        ({"Service": "events.amazonaws.com"}, {"aws:PrincipalServiceName": "events.amazonaws.com"}, "Deny"),
+        ({"AWS": f"arn:aws:iam::{ACCOUNT}:role/tiingo-price-scraper-role-dev"}, {}, "Deny"),
+        ({"Service": "events.amazonaws.com"}, {"aws:SourceAccount": ACCOUNT}, "implicit deny"),
     ],
-    ids=["this-accounts-alarm", "another-accounts-alarm", "a-user-of-the-account", "another-service"],
+    ids=[
+        "this-accounts-alarm",
+        "another-accounts-alarm",
+        "a-user-of-the-account",
+        "a-role",
+        "another-service",
+    ],
 )
 def test_only_this_accounts_cloudwatch_alarms_may_publish(topic_policy, principal, context, expected):
-    if "Service" in principal:
-        context = {"aws:PrincipalServiceName": principal["Service"], **context}
+    # aws:PrincipalIsAWSService is in every signed request: true for a service principal calling directly.
+    context = {"aws:PrincipalIsAWSService": "true" if "Service" in principal else "false", **context}
     assert decide(topic_policy, principal, context) == expected
 
 

@@ -22,9 +22,9 @@ fresh stack's preview (every computed output unknown) and once as after ``pulumi
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -211,10 +211,11 @@ class PolicyPackClient:
 
 
 def _read_port(process: subprocess.Popen[bytes]) -> int:
-    deadline = time.monotonic() + START_SECONDS
+    """The pack's handshake: its port on the first stdout line, within START_SECONDS."""
     assert process.stdout is not None
-    line = process.stdout.readline()  # the pack's handshake: its port, then nothing else on stdout
-    if not line.strip().isdigit() or time.monotonic() > deadline:
+    ready, _, _ = select.select([process.stdout], [], [], START_SECONDS)
+    line = process.stdout.readline() if ready else b""
+    if not line.strip().isdigit():
         process.kill()
         _, err = process.communicate(timeout=10)
         raise AssertionError(f"policy pack did not start (stdout {line!r}):\n{err.decode(errors='replace')}")

@@ -18,11 +18,13 @@ from zoneinfo import ZoneInfo
 import pulumi
 import pulumi_aws as aws
 
+from components import policies
 from components.naming import physical_name
 from stockpipe import layout
 
 METRIC_NAMESPACE = layout.METRIC_NAMESPACE
 DAY_SECONDS = 86400
+KEY_DELETION_WINDOW_DAYS = 30  # the most time KMS allows to cancel a scheduled key deletion
 _WEEKDAYS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
 # Dates in winter and summer: a run day must hold in both (DST moves a run across UTC midnight).
 _SEASONS = (datetime(2024, 1, 8), datetime(2024, 7, 8))  # both Mondays
@@ -111,22 +113,68 @@ def freshness_expression(window: FreshnessWindow | None, *, not_judged: int = 1)
 
 
 class AlarmTopic(pulumi.ComponentResource):
-    """The SNS topic every alarm notifies, with an optional e-mail subscription (confirm the e-mail)."""
+    """The SNS topic every alarm notifies, with an optional e-mail subscription (confirm the e-mail).
+
+    Encrypted with its own customer managed KMS key (Security Hub SNS.1; CloudWatch cannot use the AWS
+    managed ``alias/aws/sns``, see ``policies.alarm_key_policy``), and a topic policy that lets only this
+    account's CloudWatch alarms publish (``policies.alarm_topic_policy``).
+    """
 
     topic_arn: pulumi.Output[str]
+    """The topic's ARN: the alarm and OK action of every alarm."""
+    key_arn: pulumi.Output[str]
+    """The customer managed KMS key that encrypts the topic."""
 
-    def __init__(self, name: str, *, email: str | None, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        email: str | None,
+        account_id: pulumi.Input[str] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
         super().__init__("stock-pipeline:monitoring:AlarmTopic", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        stack = pulumi.get_stack()
+        if account_id is None:
+            account_id = aws.get_caller_identity_output(
+                opts=pulumi.InvokeOutputOptions(parent=self)
+            ).account_id
+        key = aws.kms.Key(
+            f"{name}-key",
+            description=f"Encrypts the stock-pipeline alarm topic ({stack}); usable by CloudWatch alarms",
+            enable_key_rotation=True,
+            deletion_window_in_days=KEY_DELETION_WINDOW_DAYS,
+            policy=pulumi.Output.from_input(account_id).apply(
+                lambda account: policies.to_json(policies.alarm_key_policy(account))
+            ),
+            opts=child,
+        )
+        aws.kms.Alias(
+            f"{name}-key-alias",
+            name=f"alias/{physical_name('stock-pipeline-alarms', stack, max_length=200)}",
+            target_key_id=key.arn,
+            opts=child,
+        )
         topic = aws.sns.Topic(
-            f"{name}-topic", name=physical_name("stock-pipeline-alarms", pulumi.get_stack()), opts=child
+            f"{name}-topic",
+            name=physical_name("stock-pipeline-alarms", stack),
+            kms_master_key_id=key.arn,
+            opts=child,
+        )
+        aws.sns.TopicPolicy(
+            f"{name}-topic-policy",
+            arn=topic.arn,
+            policy=topic.arn.apply(lambda arn: policies.to_json(policies.alarm_topic_policy(arn))),
+            opts=child,
         )
         if email:
             aws.sns.TopicSubscription(
                 f"{name}-email", topic=topic.arn, protocol="email", endpoint=email, opts=child
             )
         self.topic_arn = topic.arn
-        self.register_outputs({"topic_arn": self.topic_arn})
+        self.key_arn = key.arn
+        self.register_outputs({"topic_arn": self.topic_arn, "key_arn": self.key_arn})
 
 
 def _any_in_5_minutes(

@@ -7,6 +7,7 @@ value and its string form. ``read_stack_config`` is the only function here that 
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import re
 import zoneinfo
@@ -14,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
+from urllib.parse import urlsplit
 
 import pulumi
 
@@ -28,12 +30,13 @@ DEFAULTS: dict[str, Any] = {
     "bucketName": "",
     "tiingoBaseUrl": "",
     "tiingoRequestsPerHour": 50,
+    "tiingoTokenMaxAgeMinutes": 15,
     "scraperSchedule": "cron(30 20 ? * MON-FRI *)",
     "orchestratorSchedule": "rate(1 hour)",
     "scheduleTimezone": "America/New_York",
     "lookbackDays": 7,
     "scraperConcurrency": 8,
-    "scraperReservedConcurrency": 2,
+    "scraperReservedConcurrency": -1,
     "scraperMemoryMb": 1024,
     "scraperTimeoutSeconds": 900,
     "orchestratorMemoryMb": 512,
@@ -55,6 +58,7 @@ KNOWN_KEYS = frozenset(DEFAULTS) | frozenset(REQUIRED)
 # (minimum, maximum) for every integer setting; None = unbounded.
 INT_RANGES: dict[str, tuple[int, int | None]] = {
     "tiingoRequestsPerHour": (1, None),
+    "tiingoTokenMaxAgeMinutes": (1, 1440),
     "lookbackDays": (1, 366),
     "scraperConcurrency": (1, 64),
     "scraperReservedConcurrency": (-1, 1000),
@@ -74,6 +78,36 @@ LOG_RETENTION_DAYS = frozenset(
     {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653}
 )
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+# Lambda's rule (Lambda Developer Guide, "Configuring reserved concurrency"): reservations may take the
+# account's unreserved concurrency down to at least 100, i.e. a function may reserve up to
+# (unreserved - 100). A new account starts with a concurrency limit of 10, so it cannot reserve any at
+# all: PutFunctionConcurrency fails. Hence the default -1 (no reservation); the orchestrator bounds its
+# own fan-out (backfillConcurrency), and accounts with headroom may still opt in.
+MIN_UNRESERVED_CONCURRENCY = 100
+NEW_ACCOUNT_CONCURRENCY_LIMIT = 10
+
+
+def reservable_concurrency(unreserved_account_concurrency: int) -> int:
+    """The most one function may reserve in an account with that much unreserved concurrency."""
+    return max(0, unreserved_account_concurrency - MIN_UNRESERVED_CONCURRENCY)
+
+
+def base_url_problem(url: str) -> str | None:
+    """``https://`` always; ``http://`` only for a loopback host (the local simulator): the token rides
+    along in every request, so it must never cross a network in clear text."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or re.search(r"\s", url):
+        return f"tiingoBaseUrl must be an https:// URL, got {url!r}"
+    if parts.scheme == "https" or parts.hostname == "localhost":
+        return None
+    try:
+        if ipaddress.ip_address(parts.hostname).is_loopback:
+            return None
+    except ValueError:
+        pass
+    return f"tiingoBaseUrl must use https:// (http:// only for a loopback simulator), got {url!r}"
+
 
 _CRON = re.compile(r"cron\((.+)\)")
 _RATE = re.compile(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)")
@@ -99,6 +133,7 @@ class StackSettings:
     bucket_name: str | None
     tiingo_base_url: str | None
     tiingo_requests_per_hour: int
+    tiingo_token_max_age_minutes: int
     scraper_schedule: str
     orchestrator_schedule: str
     schedule_timezone: str
@@ -271,8 +306,9 @@ def validate_config(raw: Mapping[str, Any], *, token_is_secret: bool = True) -> 
         problems.append(f"logLevel must be one of {', '.join(LOG_LEVELS)}, got {strs['logLevel']!r}")
     if strs["bucketName"] and not _BUCKET.fullmatch(strs["bucketName"]):
         problems.append(f"bucketName {strs['bucketName']!r} is not a valid S3 bucket name")
-    if strs["tiingoBaseUrl"] and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", strs["tiingoBaseUrl"]):
-        problems.append(f"tiingoBaseUrl must be an http(s) URL, got {strs['tiingoBaseUrl']!r}")
+    url_problem = base_url_problem(strs["tiingoBaseUrl"]) if strs["tiingoBaseUrl"] else None
+    if url_problem:
+        problems.append(url_problem)
     if strs["alarmEmail"] and not _EMAIL.fullmatch(strs["alarmEmail"]):
         problems.append(f"alarmEmail {strs['alarmEmail']!r} is not an e-mail address")
     build_on_preview = _as_bool("buildOnPreview", value["buildOnPreview"], problems)
@@ -284,6 +320,7 @@ def validate_config(raw: Mapping[str, Any], *, token_is_secret: bool = True) -> 
         bucket_name=strs["bucketName"] or None,
         tiingo_base_url=strs["tiingoBaseUrl"].rstrip("/") or None,
         tiingo_requests_per_hour=ints["tiingoRequestsPerHour"],
+        tiingo_token_max_age_minutes=ints["tiingoTokenMaxAgeMinutes"],
         scraper_schedule=strs["scraperSchedule"],
         orchestrator_schedule=strs["orchestratorSchedule"],
         schedule_timezone=strs["scheduleTimezone"],

@@ -12,13 +12,34 @@ from components import policies
 from components.naming import physical_name
 
 NONCURRENT_VERSION_DAYS = 30
+ABORT_UPLOAD_DAYS = 7
+
+
+def lifecycle_rules(prefixes: Sequence[str] = policies.PIPELINE_PREFIXES) -> list[dict]:
+    """One rule per pipeline prefix: old versions expire after 30 days, stalled uploads after 7.
+
+    Scoped by prefix, never bucket-wide, so the rules never touch data outside the pipeline's prefixes
+    (an adopted bucket's other objects keep all their versions).
+    """
+    return [
+        {
+            "id": f"stock-pipeline-{prefix.rstrip('/')}",
+            "status": "Enabled",
+            "filter": {"prefix": prefix},
+            "noncurrent_version_expiration": {"noncurrent_days": NONCURRENT_VERSION_DAYS},
+            "abort_incomplete_multipart_upload": {"days_after_initiation": ABORT_UPLOAD_DAYS},
+        }
+        for prefix in prefixes
+    ]
 
 
 class DataBucket(pulumi.ComponentResource):
     """Versioned, SSE-encrypted, never public, TLS-only; ``config/universe.json`` from the stack's tickers.
 
-    With ``existing_bucket`` the same hardening is applied to that bucket (its bucket policy, public-access
-    block, encryption, versioning and lifecycle configuration become managed by this stack).
+    With ``existing_bucket`` the same hardening is applied to that bucket. S3 keeps one of each of these
+    per bucket, so adoption makes this stack the owner of the bucket's policy, public-access block,
+    default encryption, versioning (Enabled, bucket-wide: S3 cannot version a prefix) and lifecycle
+    configuration; the lifecycle rules themselves act only on the pipeline's prefixes.
     """
 
     bucket_name: pulumi.Output[str]
@@ -90,15 +111,7 @@ class DataBucket(pulumi.ComponentResource):
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-lifecycle",
             bucket=self.bucket_name,
-            rules=[
-                {
-                    "id": "expire-noncurrent-versions",
-                    "status": "Enabled",
-                    "filter": {"prefix": ""},
-                    "noncurrent_version_expiration": {"noncurrent_days": NONCURRENT_VERSION_DAYS},
-                    "abort_incomplete_multipart_upload": {"days_after_initiation": 7},
-                }
-            ],
+            rules=lifecycle_rules(),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[versioning]),
         )
         self.universe = aws.s3.BucketObjectv2(

@@ -74,6 +74,7 @@ def base_environment(shared: SharedInfra) -> dict[str, pulumi.Input[str]]:
         "DATA_BUCKET": shared.bucket_name,
         "TIINGO_SECRET_ARN": shared.secret_arn,
         "TIINGO_REQUESTS_PER_HOUR": str(settings.tiingo_requests_per_hour),
+        "TIINGO_TOKEN_MAX_AGE_MINUTES": str(settings.tiingo_token_max_age_minutes),
         "LOG_LEVEL": settings.log_level,
     }
     if settings.tiingo_base_url:
@@ -263,7 +264,9 @@ class PipelineFunction(pulumi.ComponentResource):
         role = aws.iam.Role(
             f"{self._name}-role",
             name=self._physical("role", IAM_ROLE_NAME_MAX),
-            assume_role_policy=policies.to_json(policies.assume_role(LAMBDA_SERVICE)),
+            assume_role_policy=self._shared.account_id.apply(
+                lambda account: policies.to_json(policies.assume_role(LAMBDA_SERVICE, source_account=account))
+            ),
             tags=self._tags,
             opts=self._child(),
         )

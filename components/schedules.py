@@ -1,4 +1,11 @@
-"""EventBridge Scheduler: a schedule per function, with retries, a dead-letter queue and its own role."""
+"""EventBridge Scheduler: a schedule per function, in its own group, with retries, a DLQ and its own role.
+
+The role trusts scheduler.amazonaws.com only for this account (``aws:SourceAccount``) and only for the
+function's own schedule group (``aws:SourceArn``). AWS documents the schedule *group* ARN as the value
+Scheduler sends and warns not to scope ``aws:SourceArn`` to a schedule or a schedule name prefix
+(EventBridge Scheduler User Guide, "Confused deputy prevention"); a dedicated group per function makes
+the group ARN as narrow as one schedule.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +28,7 @@ class ScheduleSpec:
     timezone: str
     description: str
     payload: str = "{}"  # both handlers take an empty event on their scheduled runs
+    group: str | None = None  # the schedule group's physical name; None = the schedule's name
 
 
 def scheduler_role_policy(function_arn: str, dlq_arn: str) -> dict:
@@ -39,11 +47,14 @@ def create_schedule(
     parent: pulumi.Resource,
 ) -> aws.scheduler.Schedule:
     child = pulumi.ResourceOptions(parent=parent)
+    group = aws.scheduler.ScheduleGroup(f"{name}-schedule-group", name=spec.group or spec.name, opts=child)
     role = aws.iam.Role(
         f"{name}-scheduler-role",
         name=role_name,
-        assume_role_policy=pulumi.Output.from_input(account_id).apply(
-            lambda account: policies.to_json(policies.assume_role(SCHEDULER_SERVICE, source_account=account))
+        assume_role_policy=pulumi.Output.all(account_id, group.arn).apply(
+            lambda parts: policies.to_json(
+                policies.assume_role(SCHEDULER_SERVICE, source_account=parts[0], source_arn=parts[1])
+            )
         ),
         opts=child,
     )
@@ -58,6 +69,7 @@ def create_schedule(
     return aws.scheduler.Schedule(
         f"{name}-schedule",
         name=spec.name,
+        group_name=group.name,
         description=spec.description,
         schedule_expression=spec.expression,
         schedule_expression_timezone=spec.timezone,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from policies import RESOURCE_POLICIES, STACK_POLICIES
 from pulumi_policy import EnforcementLevel, PolicyPack, ResourceValidationPolicy, StackValidationPolicy
+
+from policies import RESOURCE_POLICIES, STACK_POLICIES
 
 PolicyPack(
     name="stock-pipeline-security",

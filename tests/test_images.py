@@ -1,4 +1,4 @@
-"""Lambda image inputs: hadolint clean, pinned, no numpy/pandas, handlers import as in the image."""
+"""Lambda image inputs: hadolint clean, base image and packages pinned, no numpy/pandas, content tags."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from components.image_tag import build_inputs, image_tag
+
 ROOT = Path(__file__).resolve().parent.parent
+BASE_IMAGE = re.compile(r"^FROM (public\.ecr\.aws/lambda/python:3\.12)@(sha256:[0-9a-f]{64})$", re.MULTILINE)
 LAMBDAS = {
     "tiingo_price_scraper": "lambda_function",
     "tiingo_backfill_orchestrator": "backfill_orchestrator",
@@ -45,9 +48,31 @@ def test_dockerfile_is_hadolint_clean(folder):
 @pytest.mark.parametrize(("folder", "module"), sorted(LAMBDAS.items()))
 def test_dockerfile_contract(folder, module):
     text = (ROOT / "lambdas" / folder / "Dockerfile").read_text()
-    assert re.search(r"^FROM public\.ecr\.aws/lambda/python:3\.12$", text, re.M)
+    (base,) = BASE_IMAGE.findall(text)  # one FROM, the AWS Python 3.12 base, pinned by digest
+    assert base[0] == "public.ecr.aws/lambda/python:3.12"
     assert "COPY stockpipe/ ${LAMBDA_TASK_ROOT}/stockpipe/" in text  # the shared package, copied once
     assert f'CMD ["{module}.lambda_handler"]' in text
+
+
+def test_both_images_share_one_base_digest():
+    digests = {BASE_IMAGE.search((ROOT / "lambdas" / f / "Dockerfile").read_text()).group(2) for f in LAMBDAS}
+    assert len(digests) == 1, digests
+
+
+@pytest.mark.parametrize("folder", sorted(LAMBDAS))
+def test_a_new_base_digest_is_a_new_image_tag(folder, tmp_path):
+    """The tag hashes the Dockerfile, so bumping the base digest alone rebuilds and repins the function."""
+    assert ROOT / "lambdas" / folder / "Dockerfile" in build_inputs(ROOT / "lambdas", folder)
+    context = tmp_path / "lambdas"
+    shutil.copytree(ROOT / "lambdas", context, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    before = image_tag(context, folder)
+    assert before == image_tag(ROOT / "lambdas", folder)  # the copy is the same build input
+    dockerfile = context / folder / "Dockerfile"
+    dockerfile.write_text(
+        BASE_IMAGE.sub(lambda m: f"FROM {m.group(1)}@sha256:{'0' * 64}", dockerfile.read_text())
+    )
+    assert BASE_IMAGE.search(dockerfile.read_text()).group(2) == f"sha256:{'0' * 64}"
+    assert image_tag(context, folder) != before
 
 
 @pytest.mark.parametrize("folder", sorted(LAMBDAS))

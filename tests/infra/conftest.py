@@ -167,7 +167,13 @@ class RecordingMocks(pulumi.runtime.Mocks):
         elif typ == "aws:sns/topic:Topic":
             out.update(name=name, arn=_arn("sns", name))
         elif typ == "aws:scheduler/schedule:Schedule":
-            out.update(name=name, arn=_arn("scheduler", f"schedule/default/{name}"))
+            group = plain.get("groupName") or "default"
+            out.update(name=name, arn=_arn("scheduler", f"schedule/{group}/{name}"))
+        elif typ == "aws:scheduler/scheduleGroup:ScheduleGroup":
+            out.update(name=name, arn=_arn("scheduler", f"schedule-group/{name}"))
+        elif typ == "aws:kms/key:Key":
+            key_id = hashlib.sha256(args.name.encode()).hexdigest()[:32]
+            out.update(keyId=key_id, arn=_arn("kms", f"key/{key_id}"))
         elif typ == "aws:glue/catalogDatabase:CatalogDatabase":
             out.update(name=name, arn=_arn("glue", f"database/{name}"))
         elif typ == "aws:glue/catalogTable:CatalogTable":
@@ -251,10 +257,11 @@ def run_with_mocks(
     stack: str = "dev",
     preview: bool = False,
     mocks: RecordingMocks | None = None,
+    monitor_class: type[MockMonitor] = EngineUrnMonitor,
 ) -> ProgramRun:
     """Run ``body`` as a Pulumi program under fresh mocks; wait for every registration; collect exports."""
     mocks = mocks or RecordingMocks()
-    monitor = EngineUrnMonitor(mocks)
+    monitor = monitor_class(mocks)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
     pulumi.runtime.set_all_config(config_strings(config), list(secret_keys))
     SETTINGS.rpc_manager.clear()

@@ -177,12 +177,13 @@ def test_scraper_function_settings_and_environment(lambdas):
     assert function["name"] == "tiingo-price-scraper-dev"
     assert function["memorySize"] == 1024
     assert function["timeout"] == 900
-    assert function["reservedConcurrentExecutions"] == 2
+    assert function["reservedConcurrentExecutions"] == -1
     assert function["environment"]["variables"] == {
         "DATA_BUCKET": BUCKET,
         "TIINGO_SECRET_ARN": SECRET_ARN,
         "SCRAPER_CONCURRENCY": "8",
         "TIINGO_REQUESTS_PER_HOUR": "50",
+        "TIINGO_TOKEN_MAX_AGE_MINUTES": "15",
         "LOOKBACK_DAYS": "7",
         "LOG_LEVEL": "INFO",
         "GLUE_DATABASE": "stock_pipeline_dev",
@@ -206,6 +207,7 @@ def test_orchestrator_function_settings_and_environment(lambdas):
         "BACKFILL_CONCURRENCY": "2",
         "BACKFILL_MAX_ATTEMPTS": "5",
         "TIINGO_REQUESTS_PER_HOUR": "50",
+        "TIINGO_TOKEN_MAX_AGE_MINUTES": "15",
         "LOG_LEVEL": "INFO",
     }
 
@@ -251,7 +253,12 @@ def test_scraper_role_names_exact_arns_and_no_wildcards(lambdas):
     role = lambdas.one("aws:iam/role:Role", "tiingo-price-scraper-role").plain
     trust = json.loads(role["assumeRolePolicy"])["Statement"]
     assert trust == [
-        {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "lambda.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT}},
+        }
     ]
 
 
@@ -261,8 +268,9 @@ def test_orchestrator_role_may_invoke_only_the_scraper(lambdas):
     scraper_arn = child(lambdas, SCRAPER, "aws:lambda/function:Function").outputs["arn"]
     granted = grants(policy)
     assert granted["lambda:InvokeFunction"] == {scraper_arn}
-    assert granted["s3:GetObject"] == {f"{BUCKET_ARN}/backfill/*", f"{BUCKET_ARN}/config/universe.json"}
-    assert granted["s3:PutObject"] == {f"{BUCKET_ARN}/backfill/*"}
+    progress = f"{BUCKET_ARN}/backfill/progress.json"
+    assert granted["s3:GetObject"] == {progress, f"{BUCKET_ARN}/config/universe.json"}
+    assert granted["s3:PutObject"] == {progress}
     assert granted["secretsmanager:GetSecretValue"] == {SECRET_ARN}
     assert not any(
         action.startswith("s3:") and f"{BUCKET_ARN}/prices" in str(r) for action, r in granted.items()
@@ -282,9 +290,14 @@ def test_scheduler_role_can_invoke_only_its_target(lambdas, component):
     }
     trust = json.loads(scheduler_role.plain["assumeRolePolicy"])["Statement"][0]
     assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
-    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
+    group = child(lambdas, component, "aws:scheduler/scheduleGroup:ScheduleGroup")
+    assert trust["Condition"] == {
+        "StringEquals": {"aws:SourceAccount": ACCOUNT},
+        "ArnEquals": {"aws:SourceArn": group.outputs["arn"]},
+    }
 
     schedule = child(lambdas, component, "aws:scheduler/schedule:Schedule").plain
+    assert schedule["groupName"] == group.outputs["name"]
     target = schedule["target"]
     assert target["arn"] == function.outputs["arn"]
     assert target["roleArn"] == scheduler_role.outputs["arn"]

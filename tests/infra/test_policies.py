@@ -1,193 +1,137 @@
-"""The policy pack's plain functions: on hand-built resources, on the real program's graph, and broken."""
+"""The policy checks as functions: fast edge cases on plain dicts and on pulumi_policy's own proxies.
+
+The contract (the real program and one broken resource per policy, through the Analyzer protocol) is
+tests/infra/test_policy_protocol.py; these cover the corners cheaply.
+"""
 
 from __future__ import annotations
 
 import ast
-import copy
 import json
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from pulumi_policy import PolicyResource, ResourceValidationArgs, StackValidationArgs
+from pulumi_policy.proxy import UNKNOWN_ARRAY_VALUE, UNKNOWN_BOOLEAN_VALUE, unknown_checking_proxy
 
 from policy import policies as p
-from tests.infra.conftest import ProgramRun, Recorded, unwrap
 
 ROOT = Path(__file__).resolve().parents[2]
+BUCKET_ARN = "arn:aws:s3:::data"
 
 
-def resource_args(typ: str, props: dict[str, Any], name: str = "r") -> ResourceValidationArgs:
+def resource_args(typ: str, props: dict[str, Any], *, proxy: bool = True) -> ResourceValidationArgs:
+    """As the pack hands them over: the properties wrapped in pulumi_policy's unknown-checking proxy."""
     return ResourceValidationArgs(
         resource_type=typ,
-        props=props,
-        urn=f"urn:pulumi:dev::stock-pipeline::{typ}::{name}",
-        name=name,
+        props=unknown_checking_proxy(props) if proxy else props,
+        urn=f"urn:pulumi:dev::stock-pipeline::{typ}::r",
+        name="r",
         opts=None,
         provider=None,
     )
 
 
-def policy_resource(typ: str, props: dict[str, Any], name: str = "r") -> PolicyResource:
-    return PolicyResource(
-        resource_type=typ,
-        props=props,
-        urn=f"urn:pulumi:dev::stock-pipeline::{typ}::{name}",
-        name=name,
-        opts=None,
-        provider=None,
-        parent=None,
-        dependencies=[],
-        property_dependencies={},
-    )
-
-
-def program_resources(run: ProgramRun) -> list[Recorded]:
-    return [r for r in run.resources if not r.typ.startswith("stock-pipeline:")]
-
-
-def stack_args(records: list[Recorded]) -> StackValidationArgs:
-    """As after `pulumi up`: stack policies see the resources' outputs (names known)."""
-    return StackValidationArgs([policy_resource(r.typ, unwrap(r.outputs), r.name) for r in records])
-
-
-def run_resource_policy(check: Callable, records: list[Recorded]) -> list[str]:
-    found: list[str] = []
-    for record in records:
-        found += [
-            f"{record.name}: {m}"
-            for m in p.violations(check, resource_args(record.typ, record.plain, record.name))
-        ]
+def check(fn, typ: str, props: dict[str, Any]) -> list[str]:
+    """The check's messages; the same on a proxy and on a plain dict."""
+    found = p.violations(fn, resource_args(typ, props))
+    assert p.violations(fn, resource_args(typ, props, proxy=False)) == found
     return found
 
 
-# --- the real program passes every policy --------------------------------------------------------------
+def tls_policy(resources: Any, *, principal: Any = "*", secure: Any = "false", bucket: str = "data") -> dict:
+    statement = {
+        "Effect": "Deny",
+        "Principal": principal,
+        "Action": "s3:*",
+        "Resource": resources,
+        "Condition": {"Bool": {"aws:SecureTransport": secure}},
+    }
+    return {"bucket": bucket, "policy": json.dumps({"Version": "2012-10-17", "Statement": [statement]})}
 
 
-@pytest.mark.parametrize("name", list(p.RESOURCE_POLICIES))
-def test_program_passes_resource_policy(dev_run, name):
-    _, check = p.RESOURCE_POLICIES[name]
-    target = BROKEN_RESOURCES[name][0][0]
-    assert any(r.typ == target for r in program_resources(dev_run))  # the pass means something
-    assert run_resource_policy(check, program_resources(dev_run)) == []
+# --- reading proxies --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", list(p.STACK_POLICIES))
-def test_program_passes_stack_policy(dev_run, name):
-    _, check = p.STACK_POLICIES[name]
-    assert p.violations(check, stack_args(program_resources(dev_run))) == []
+def test_get_and_elements_read_proxies_and_turn_unknowns_into_markers():
+    props = unknown_checking_proxy(
+        {"a": {"b": p.UNKNOWN}, "flags": [True, UNKNOWN_BOOLEAN_VALUE], "list": UNKNOWN_ARRAY_VALUE}
+    )
+    assert p.get(p.get(props, "a"), "b") == p.UNKNOWN
+    assert p.elements(p.get(props, "flags")) == [True, p.UNKNOWN]
+    assert p.get(props, "list") == p.UNKNOWN
+    assert p.get(props, "missing", 7) == 7
+    assert p.elements(None) == []
+    assert p.elements("s3:GetObject") == ["s3:GetObject"]
+    assert p.get("not a mapping", "x") is None
 
 
-# --- a deliberately broken resource fails each policy ---------------------------------------------------
-
-
-def _mutate(
-    run: ProgramRun, typ: str, change: Callable[[dict], None], name_suffix: str = ""
-) -> tuple[str, dict]:
-    record = next(r for r in program_resources(run) if r.typ == typ and r.name.endswith(name_suffix))
-    props = copy.deepcopy(record.plain)
-    change(props)
-    return typ, props
-
-
-def _set(key: str, value: Any) -> Callable[[dict], None]:
-    def change(props: dict) -> None:
-        target = props
-        *path, last = key.split(".")
-        for part in path:
-            target = target[part]
-        target[last] = value
-
-    return change
-
-
-def _policy_doc(doc: dict) -> Callable[[dict], None]:
-    return _set("policy", json.dumps(doc))
-
-
-BROKEN_RESOURCES: dict[str, list[tuple[str, Callable[[dict], None], str]]] = {
-    "s3-public-access-block": [(p.PUBLIC_ACCESS_BLOCK, _set("restrictPublicBuckets", False), "")],
-    "s3-tls-only": [
-        (p.BUCKET_POLICY, _policy_doc({"Version": "2012-10-17", "Statement": []}), ""),
-        (p.BUCKET_POLICY, _set("policy", "not json"), ""),
-    ],
-    "s3-default-encryption": [(p.BUCKET_SSE, _set("rules", []), "")],
-    "ecr-scan-and-immutable-tags": [
-        (p.ECR_REPOSITORY, _set("imageScanningConfiguration.scanOnPush", False), ""),
-        (p.ECR_REPOSITORY, _set("imageTagMutability", "MUTABLE"), ""),
-    ],
-    "ecr-lifecycle-expires": [(p.ECR_LIFECYCLE, _policy_doc({"rules": []}), "")],
-    "iam-no-wildcards": [
-        (
-            "aws:iam/rolePolicy:RolePolicy",
-            _policy_doc({"Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "arn:aws:s3:::b"}]}),
-            "-role-policy",
-        ),
-        (
-            "aws:iam/rolePolicy:RolePolicy",
-            _policy_doc({"Statement": [{"Effect": "Allow", "Action": ["*"], "Resource": "arn:aws:s3:::b"}]}),
-            "-role-policy",
-        ),
-        (
-            "aws:iam/rolePolicy:RolePolicy",
-            _policy_doc({"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}),
-            "-role-policy",
-        ),
-    ],
-    "lambda-image-digest-x86": [
-        (p.LAMBDA_FUNCTION, _set("imageUri", "123456789012.dkr.ecr.us-east-1.amazonaws.com/x:latest"), ""),
-        (p.LAMBDA_FUNCTION, _set("architectures", ["arm64"]), ""),
-    ],
-    "lambda-no-plaintext-secrets": [
-        (p.LAMBDA_FUNCTION, _set("environment.variables.TIINGO_API_TOKEN", "tok-CANARY-7f3a9c1e5b"), ""),
-        (p.LAMBDA_FUNCTION, _set("environment.variables.TIINGO_SECRET_ARN", "tok-CANARY-7f3a9c1e5b"), ""),
-    ],
-    "log-group-retention": [(p.LOG_GROUP, _set("retentionInDays", 0), "")],
-}
-
-
-def test_every_policy_has_broken_cases():
-    assert set(BROKEN_RESOURCES) == set(p.RESOURCE_POLICIES)
+# --- S3 ---------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("name", "case"),
-    [(name, i) for name, cases in BROKEN_RESOURCES.items() for i in range(len(cases))],
+    "props",
+    [
+        tls_policy([BUCKET_ARN, f"{BUCKET_ARN}/*"]),
+        tls_policy([BUCKET_ARN, f"{BUCKET_ARN}/*"], principal={"AWS": "*"}, secure=False),
+        tls_policy([BUCKET_ARN, f"{BUCKET_ARN}/*"], secure=["false"]),
+        tls_policy("*"),
+        tls_policy(["arn:aws-cn:s3:::data", "arn:aws-cn:s3:::data/*"]),
+        {**tls_policy([BUCKET_ARN, f"{BUCKET_ARN}/*"]), "bucket": p.UNKNOWN},
+    ],
+    ids=["strings", "AWS-star-and-bool", "list-condition", "star", "china-partition", "bucket-unknown"],
 )
-def test_broken_resource_fails_its_policy(dev_run, name, case):
-    typ, change, suffix = BROKEN_RESOURCES[name][case]
-    typ, props = _mutate(dev_run, typ, change, suffix)
-    _, check = p.RESOURCE_POLICIES[name]
-    messages = p.violations(check, resource_args(typ, props))
-    assert messages
-    assert all("tok-CANARY" not in m for m in messages)  # violations never echo a secret
+def test_tls_deny_forms_aws_accepts(props):
+    assert check(p.s3_tls_only, p.BUCKET_POLICY, props) == []
 
 
-def _drop(run: ProgramRun, typ: str) -> list[Recorded]:
-    return [r for r in program_resources(run) if r.typ != typ]
+@pytest.mark.parametrize(
+    "props",
+    [
+        tls_policy([BUCKET_ARN]),
+        tls_policy([f"{BUCKET_ARN}/*"]),
+        tls_policy(["arn:aws:s3:::other", "arn:aws:s3:::other/*"]),
+        tls_policy([BUCKET_ARN, f"{BUCKET_ARN}/*"], secure="true"),
+        tls_policy([BUCKET_ARN, f"{BUCKET_ARN}/*"], principal={"AWS": "arn:aws:iam::1:root"}),
+    ],
+    ids=["bucket-only", "objects-only", "another-bucket", "secure-true", "one-principal"],
+)
+def test_tls_deny_that_leaves_a_gap_fails(props):
+    (message,) = check(p.s3_tls_only, p.BUCKET_POLICY, props)
+    assert "/*" in message
 
 
-@pytest.mark.parametrize("missing", [p.PUBLIC_ACCESS_BLOCK, p.BUCKET_POLICY, p.BUCKET_SSE])
-def test_bucket_without_a_companion_fails(dev_run, missing):
-    messages = p.violations(p.s3_buckets_hardened, stack_args(_drop(dev_run, missing)))
-    assert len(messages) == len(dev_run.of_type(p.BUCKET))  # one per bucket (data, Athena results)
-    assert all("has no" in message for message in messages)
+def test_policy_documents_may_be_objects():
+    props = tls_policy([BUCKET_ARN, f"{BUCKET_ARN}/*"])
+    props["policy"] = json.loads(props["policy"])
+    assert check(p.s3_tls_only, p.BUCKET_POLICY, props) == []
 
 
-def test_repository_without_lifecycle_fails(dev_run):
-    records = [
-        r for r in program_resources(dev_run) if not (r.typ == p.ECR_LIFECYCLE and "orchestrator" in r.name)
-    ]
-    messages = p.violations(p.ecr_repositories_have_lifecycle, stack_args(records))
-    assert messages == ["ECR repository tiingo-backfill-orchestrator-repo has no lifecycle policy (ECR.3)"]
+def test_encryption_with_an_unknown_key_is_not_judged_but_a_missing_algorithm_is():
+    unknown = {"rules": [{"applyServerSideEncryptionByDefault": {"sseAlgorithm": p.UNKNOWN}}]}
+    assert check(p.s3_encryption, p.BUCKET_SSE, unknown) == []
+    kms = {"rules": [{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "aws:kms"}}]}
+    assert check(p.s3_encryption, p.BUCKET_SSE, kms) == []
+    assert check(p.s3_encryption, p.BUCKET_SSE, {"rules": [{}]})
+
+
+def test_public_access_flags_that_are_unknown_are_skipped_but_false_ones_reported():
+    props = dict.fromkeys(p.PUBLIC_ACCESS_FLAGS, True) | {"blockPublicAcls": p.UNKNOWN}
+    assert check(p.s3_public_access_block, p.PUBLIC_ACCESS_BLOCK, props) == []
+    (message,) = check(p.s3_public_access_block, p.PUBLIC_ACCESS_BLOCK, props | {"ignorePublicAcls": False})
+    assert "ignorePublicAcls" in message
 
 
 def test_stack_policies_follow_property_dependencies_when_names_are_unknown():
-    bucket = policy_resource(p.BUCKET, {"bucket": p.UNKNOWN}, "data-bucket")
-    pab = policy_resource(p.PUBLIC_ACCESS_BLOCK, {"bucket": p.UNKNOWN}, "pab")
+    def resource(typ: str, props: dict, name: str) -> PolicyResource:
+        urn = f"urn:pulumi:dev::stock-pipeline::{typ}::{name}"
+        return PolicyResource(typ, unknown_checking_proxy(props), urn, name, None, None, None, [], {})
+
+    bucket = resource(p.BUCKET, {"bucket": p.UNKNOWN}, "data-bucket")
+    pab = resource(p.PUBLIC_ACCESS_BLOCK, {"bucket": p.UNKNOWN}, "pab")
     pab.property_dependencies = {"bucket": [bucket]}
     messages = p.violations(p.s3_buckets_hardened, StackValidationArgs([bucket, pab]))
     assert messages == [
@@ -196,24 +140,42 @@ def test_stack_policies_follow_property_dependencies_when_names_are_unknown():
     ]
 
 
-# --- hand-built resources ------------------------------------------------------------------------------
+# --- IAM, Lambda, logs ------------------------------------------------------------------------------
+
+
+def test_deny_statements_and_suffix_wildcards_are_fine_for_iam():
+    doc = {
+        "Statement": [
+            {"Effect": "Deny", "Action": "s3:*", "Resource": "*"},
+            {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": ["arn:aws:s3:::b/prices/daily/*"]},
+        ]
+    }
+    assert p.wildcard_problems(unknown_checking_proxy(doc)) == []
+    assert p.wildcard_problems(
+        {"Statement": [{"Effect": "Allow", "NotAction": "iam:*", "Resource": "arn:aws:s3:::b"}]}
+    )
+
+
+def test_role_inline_policies_are_checked_one_by_one_and_unknown_ones_skipped():
+    admin = json.dumps({"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
+    props = {"inlinePolicies": [{"name": "later", "policy": p.UNKNOWN}, {"name": "admin", "policy": admin}]}
+    messages = check(p.iam_no_wildcards, p.IAM_ROLE, props)
+    assert len(messages) == 2
+    assert all("inline policy 'admin'" in m for m in messages)
+    assert check(p.iam_no_wildcards, p.IAM_ROLE, {"inlinePolicies": p.UNKNOWN}) == []
 
 
 def test_unknown_values_during_preview_are_skipped():
     function = {"packageType": "Image", "imageUri": p.UNKNOWN, "architectures": ["x86_64"]}
-    assert p.violations(p.lambda_image_pinned, resource_args(p.LAMBDA_FUNCTION, function)) == []
-    assert (
-        p.violations(
-            p.iam_no_wildcards, resource_args("aws:iam/rolePolicy:RolePolicy", {"policy": p.UNKNOWN})
-        )
-        == []
-    )
+    assert check(p.lambda_image_pinned, p.LAMBDA_FUNCTION, function) == []
+    assert check(p.iam_no_wildcards, "aws:iam/rolePolicy:RolePolicy", {"policy": p.UNKNOWN}) == []
     env = {"environment": {"variables": {"TIINGO_SECRET_ARN": p.UNKNOWN}}}
-    assert p.violations(p.lambda_no_plaintext_secrets, resource_args(p.LAMBDA_FUNCTION, env)) == []
+    assert check(p.lambda_no_plaintext_secrets, p.LAMBDA_FUNCTION, env) == []
+    assert check(p.log_group_retention, p.LOG_GROUP, {"retentionInDays": p.UNKNOWN}) == []
 
 
 def test_zip_functions_are_not_held_to_image_rules():
-    assert p.violations(p.lambda_image_pinned, resource_args(p.LAMBDA_FUNCTION, {"packageType": "Zip"})) == []
+    assert check(p.lambda_image_pinned, p.LAMBDA_FUNCTION, {"packageType": "Zip"}) == []
 
 
 def test_secret_references_are_allowed_and_values_are_not_echoed():
@@ -225,38 +187,68 @@ def test_secret_references_are_allowed_and_values_are_not_echoed():
             }
         }
     }
-    assert p.violations(p.lambda_no_plaintext_secrets, resource_args(p.LAMBDA_FUNCTION, ok)) == []
+    assert check(p.lambda_no_plaintext_secrets, p.LAMBDA_FUNCTION, ok) == []
     bad = {"environment": {"variables": {"API_KEY": "hunter2"}}}
-    (message,) = p.violations(p.lambda_no_plaintext_secrets, resource_args(p.LAMBDA_FUNCTION, bad))
+    (message,) = check(p.lambda_no_plaintext_secrets, p.LAMBDA_FUNCTION, bad)
     assert "API_KEY" in message
     assert "hunter2" not in message
 
 
-def test_deny_statements_and_suffix_wildcards_are_fine_for_iam():
-    doc = {
-        "Statement": [
-            {"Effect": "Deny", "Action": "s3:*", "Resource": "*"},
-            {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": ["arn:aws:s3:::b/prices/daily/*"]},
-        ]
+def test_settings_about_a_secret_are_not_secrets_but_cannot_smuggle_one():
+    settings = {
+        "environment": {"variables": {"TIINGO_TOKEN_MAX_AGE_MINUTES": "15", "SECRET_CACHE_ENABLED": "true"}}
     }
-    assert p.wildcard_problems(doc) == []
-    assert p.wildcard_problems(
-        {"Statement": [{"Effect": "Allow", "NotAction": "iam:*", "Resource": "arn:aws:s3:::b"}]}
-    )
+    assert check(p.lambda_no_plaintext_secrets, p.LAMBDA_FUNCTION, settings) == []
+    smuggled = {"environment": {"variables": {"TIINGO_TOKEN_MAX_AGE_MINUTES": "tok-CANARY-7f3a9c1e5b"}}}
+    (message,) = check(p.lambda_no_plaintext_secrets, p.LAMBDA_FUNCTION, smuggled)
+    assert "CANARY" not in message
 
 
-def test_policy_documents_may_be_objects():
-    doc = {
-        "Statement": [
-            {"Effect": "Deny", "Action": "s3:*", "Condition": {"Bool": {"aws:SecureTransport": False}}}
-        ]
-    }
-    assert p.violations(p.s3_tls_only, resource_args(p.BUCKET_POLICY, {"policy": doc})) == []
+def test_retention_arrives_as_a_float_through_the_protocol():
+    assert check(p.log_group_retention, p.LOG_GROUP, {"retentionInDays": 14.0}) == []
+    assert check(p.log_group_retention, p.LOG_GROUP, {"retentionInDays": True})
 
 
 def test_other_resource_types_are_ignored():
-    for _, check in p.RESOURCE_POLICIES.values():
-        assert p.violations(check, resource_args("aws:sns/topic:Topic", {"name": "x"})) == []
+    for _, fn in p.RESOURCE_POLICIES.values():
+        assert check(fn, "aws:sqs/queue:Queue", {"name": "x", "policy": "{}"}) == []
+
+
+def test_service_trust_needs_a_source_condition_and_an_unknown_one_is_skipped():
+    def trust(condition: dict | None) -> dict:
+        statement = {
+            "Effect": "Allow",
+            "Principal": {"Service": "lambda.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+        }
+        return {
+            "assumeRolePolicy": json.dumps(
+                {"Statement": [statement | ({"Condition": condition} if condition else {})]}
+            )
+        }
+
+    assert (
+        check(p.iam_service_trust_scoped, p.IAM_ROLE, trust({"StringEquals": {"aws:SourceAccount": "1"}}))
+        == []
+    )
+    assert (
+        check(p.iam_service_trust_scoped, p.IAM_ROLE, trust({"ArnLike": {"AWS:SourceArn": "arn:aws:x"}}))
+        == []
+    )
+    assert check(p.iam_service_trust_scoped, p.IAM_ROLE, trust({"StringEquals": {"aws:PrincipalTag/x": "1"}}))
+    assert check(p.iam_service_trust_scoped, p.IAM_ROLE, trust(None))
+    assert check(p.iam_service_trust_scoped, p.IAM_ROLE, {"assumeRolePolicy": p.UNKNOWN}) == []
+    people = {
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::1:root"}, "Action": "sts:AssumeRole"}
+        ]
+    }
+    assert check(p.iam_service_trust_scoped, p.IAM_ROLE, {"assumeRolePolicy": json.dumps(people)}) == []
+
+
+def test_topic_encryption_unknown_key_is_skipped():
+    assert check(p.sns_topic_encrypted, p.SNS_TOPIC, {"kmsMasterKeyId": p.UNKNOWN}) == []
+    assert check(p.sns_topic_encrypted, p.SNS_TOPIC, {"name": "x"})
 
 
 # --- the pack itself ---------------------------------------------------------------------------------
@@ -265,8 +257,7 @@ def test_other_resource_types_are_ignored():
 def test_pack_files_wire_every_policy():
     pack = yaml.safe_load((ROOT / "policy" / "PulumiPolicy.yaml").read_text())
     assert pack["runtime"]["name"] == "python"
-    source = (ROOT / "policy" / "__main__.py").read_text()
-    tree = ast.parse(source)
+    tree = ast.parse((ROOT / "policy" / "__main__.py").read_text())
     names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
     assert {
         "PolicyPack",
@@ -276,6 +267,12 @@ def test_pack_files_wire_every_policy():
         "STACK_POLICIES",
     } <= names
     requirements = (ROOT / "policy" / "requirements.txt").read_text()
-    assert re.search(r"^pulumi-policy==", requirements, re.MULTILINE)
+    pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)$", requirements, re.MULTILINE))
+    lock = dict(
+        re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)$", (ROOT / "requirements.lock").read_text(), re.MULTILINE)
+    )
+    lock = {name.lower().replace("_", "-"): version for name, version in lock.items()}
+    assert set(pins) == {"pulumi", "pulumi-policy"}
+    assert all(lock[name] == version for name, version in pins.items())  # the pack runs what the tests ran
     for name in p.all_names():
         assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -41,7 +42,11 @@ def test_the_schema_check_can_fail(tmp_path):
 
 
 def _pulumi_steps(job: dict) -> list[dict]:
-    return [s for s in job["steps"] if str(s.get("uses", "")).startswith("pulumi/actions@") and "with" in s]
+    return [
+        s
+        for s in job["steps"]
+        if str(s.get("uses", "")).startswith("pulumi/actions@") and "command" in s.get("with", {})
+    ]
 
 
 def test_pull_requests_get_a_commented_preview_of_the_dev_stack(workflow):
@@ -72,3 +77,38 @@ def test_the_token_only_comes_from_a_secret(workflow):
     assert workflow["env"]["TIINGO_API_TOKEN"] == "${{ secrets.TIINGO_API_TOKEN }}"
     assert "--secret" in text
     assert workflow["permissions"] == {"contents": "read"}
+
+
+def _sdk_pin() -> str:
+    (pin,) = re.findall(r"^pulumi==(\S+)$", (ROOT / "requirements.txt").read_text(), re.MULTILINE)
+    return pin
+
+
+def test_the_cli_is_pinned_to_the_sdk_version_everywhere(workflow):
+    steps = [s for job in workflow["jobs"].values() for s in job["steps"]]
+    pulumi_steps = [s for s in steps if str(s.get("uses", "")).startswith("pulumi/actions@")]
+    assert len(pulumi_steps) == 4  # install + preview, install + up
+    assert {str(s["with"]["pulumi-version"]) for s in pulumi_steps} == {_sdk_pin()}
+    assert _sdk_pin() in (ROOT / "pyproject.toml").read_text()  # and the SDK the tests ran
+
+
+def test_a_self_managed_backend_gets_its_passphrase_from_a_secret(workflow):
+    assert workflow["env"]["PULUMI_CONFIG_PASSPHRASE"] == "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}"
+    assert workflow["env"]["PULUMI_BACKEND_URL"] == "${{ vars.PULUMI_BACKEND_URL }}"
+    header = WORKFLOW.read_text().split("\nname:", 1)[0]
+    for setting in ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_BACKEND_URL", "PULUMI_ACCESS_TOKEN", "AWS_ROLE_ARN"):
+        assert setting in header  # documented next to the other settings
+
+
+def test_preview_and_deploy_need_the_test_job(workflow):
+    test = workflow["jobs"]["test"]
+    assert any(step.get("run") == "make test" for step in test["steps"])
+    assert "if" not in test  # every event runs the tests
+    for job in ("preview", "deploy"):
+        assert workflow["jobs"][job]["needs"] == "test"
+
+
+def test_the_program_venv_comes_from_pulumi_install(workflow):
+    for job in ("preview", "deploy"):
+        runs = [step.get("run", "") for step in workflow["jobs"][job]["steps"]]
+        assert "pulumi install" in runs  # requirements.txt, as on a fresh checkout

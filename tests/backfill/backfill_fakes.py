@@ -11,8 +11,12 @@ from typing import Any
 import pyarrow as pa
 
 from stockpipe.backfill.invoker import InProcessInvoker
-from stockpipe.backfill.orchestrator import BackfillSettings, MetadataResult, Orchestrator
+from stockpipe.backfill.orchestrator import Orchestrator
+from stockpipe.backfill.settings import BackfillSettings
+from stockpipe.backfill.state import Work
+from stockpipe.backfill.steps import StepOutcome
 from stockpipe.calendar import trading_days
+from stockpipe.errors import FailureKind
 from stockpipe.objectstore import ObjectStore
 from stockpipe.prices import PRICE_SCHEMA
 from stockpipe.pricestore import PriceStore
@@ -108,20 +112,24 @@ def _summary(succeeded: dict[str, Any], failed: dict[str, Any]) -> dict[str, Any
 
 
 class FakeMetadata:
+    """A metadata source: first dates of ``known``, 404 for the rest; ``error`` fails every lookup."""
+
     def __init__(self, known: dict[str, date | None]) -> None:
         self.known = known
         self.requests = 0
-        self.error: str | None = None
+        self.error: FailureKind | None = None
         self._lock = threading.Lock()
 
-    def lookup(self, ticker: str) -> MetadataResult:
+    def lookup(self, work: Work) -> StepOutcome:
+        ticker = work.ticker
+        cost = 0 if self.error == FailureKind.NETWORK else 1  # a network failure never reached Tiingo
         with self._lock:
-            self.requests += 1
+            self.requests += cost
         if self.error:
-            return MetadataResult(None, 1, self.error, f"{self.error} while reading {ticker}")
+            return StepOutcome.failed(work, self.error, f"{self.error} while reading {ticker}", requests=cost)
         if ticker not in self.known:
-            return MetadataResult(None, 1, "not_found", f"Ticker '{ticker}' not found")
-        return MetadataResult(self.known[ticker], 1)
+            return StepOutcome.failed(work, FailureKind.NOT_FOUND, f"Ticker '{ticker}' not found", requests=1)
+        return StepOutcome(work, 1, ok=True, first_date=self.known[ticker])
 
 
 class Clock:

@@ -1,7 +1,9 @@
 """Pure chunk planning: which date range the next scraper invocation of a ticker covers.
 
 Chunks are contiguous and inclusive, so a backfill resumed from any ``next_start`` covers
-``[start, end]`` exactly once, whatever happened to earlier runs.
+``[start, end]`` exactly once, whatever happened to earlier runs. A history extended to an earlier
+start is walked backwards from the first fetched day (``previous_chunk``), so what is fetched always
+stays one contiguous range.
 """
 
 from __future__ import annotations
@@ -35,6 +37,26 @@ def next_chunk(next_start: date | None, end: date, chunk_months: int) -> tuple[d
     if next_start is None or next_start > end:
         return None
     return next_start, chunk_end(next_start, end, chunk_months)
+
+
+def previous_chunk(start: date, before: date, chunk_months: int) -> tuple[date, date] | None:
+    """The chunk that ends the day before ``before`` and starts no earlier than ``start``; None if empty."""
+    if before <= start:
+        return None
+    if chunk_months < 0:
+        raise ValueError(f"chunk months must be >= 0, got {chunk_months}")
+    first = start if chunk_months == 0 else max(start, add_months(before, -chunk_months))
+    return first, before - ONE_DAY
+
+
+def count_chunks_before(start: date, before: date, chunk_months: int) -> int:
+    """How many backward chunks cover ``[start, before)``."""
+    count = 0
+    chunk = previous_chunk(start, before, chunk_months)
+    while chunk is not None:
+        count += 1
+        chunk = previous_chunk(start, chunk[0], chunk_months)
+    return count
 
 
 def iter_chunks(start: date, end: date, chunk_months: int) -> Iterator[tuple[date, date]]:

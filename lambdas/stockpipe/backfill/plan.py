@@ -9,6 +9,7 @@ stays one contiguous range.
 from __future__ import annotations
 
 import calendar
+from collections import deque
 from collections.abc import Iterator
 from datetime import date, timedelta
 
@@ -40,23 +41,18 @@ def next_chunk(next_start: date | None, end: date, chunk_months: int) -> tuple[d
 
 
 def previous_chunk(start: date, before: date, chunk_months: int) -> tuple[date, date] | None:
-    """The chunk that ends the day before ``before`` and starts no earlier than ``start``; None if empty."""
-    if before <= start:
-        return None
-    if chunk_months < 0:
-        raise ValueError(f"chunk months must be >= 0, got {chunk_months}")
-    first = start if chunk_months == 0 else max(start, add_months(before, -chunk_months))
-    return first, before - ONE_DAY
+    """The last chunk of ``[start, before)`` on the chunk grid from ``start``; None when it is empty.
+
+    Walking an extended history backwards this way keeps the fetched range contiguous and costs
+    exactly as many chunks as walking it forwards.
+    """
+    last = deque(iter_chunks(start, before - ONE_DAY, chunk_months), maxlen=1)
+    return last[0] if last else None
 
 
 def count_chunks_before(start: date, before: date, chunk_months: int) -> int:
-    """How many backward chunks cover ``[start, before)``."""
-    count = 0
-    chunk = previous_chunk(start, before, chunk_months)
-    while chunk is not None:
-        count += 1
-        chunk = previous_chunk(start, chunk[0], chunk_months)
-    return count
+    """How many chunks cover ``[start, before)``."""
+    return count_chunks(start, before - ONE_DAY, chunk_months)
 
 
 def iter_chunks(start: date, end: date, chunk_months: int) -> Iterator[tuple[date, date]]:

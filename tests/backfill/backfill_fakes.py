@@ -71,7 +71,7 @@ class FakeScraper:
         start, end = date.fromisoformat(event["start_date"]), date.fromisoformat(event["end_date"])
         key = (ticker, start)
         with self._lock:
-            self.requests += 1
+            self.requests += 0 if self.fail.get(ticker) == FailureKind.NETWORK else 1
             self.calls.append((ticker, start, end))
             if key in self.in_flight:
                 self.overlaps.append(key)
@@ -81,9 +81,9 @@ class FakeScraper:
                 threading.Event().wait(self.delay)
             if ticker in self.fail:
                 kind = self.fail[ticker]
-                return _summary(
-                    {}, {ticker: {"error": kind, "message": f"{kind} for {ticker}", "requests": 1}}
-                )
+                cost = 0 if kind == FailureKind.NETWORK else 1  # Tiingo was never reached
+                failed = {"error": kind, "message": f"{kind} for {ticker}", "requests": cost}
+                return _summary({}, {ticker: failed}, requests=cost)
             if ticker not in self.known:
                 failed = {"error": "not_found", "message": f"Ticker '{ticker}' not found", "requests": 1}
                 return _summary({}, {ticker: failed})
@@ -100,13 +100,13 @@ class FakeScraper:
                 self.in_flight.discard(key)
 
 
-def _summary(succeeded: dict[str, Any], failed: dict[str, Any]) -> dict[str, Any]:
+def _summary(succeeded: dict[str, Any], failed: dict[str, Any], *, requests: int = 1) -> dict[str, Any]:
     return {
         "mode": "range",
         "succeeded": succeeded,
         "failed": failed,
         "rows_written": sum(s["rows"] for s in succeeded.values()),
-        "requests": 1,
+        "requests": requests,
         "retries": 0,
     }
 

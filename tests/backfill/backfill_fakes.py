@@ -4,7 +4,7 @@ and a metadata source; both count requests like the Tiingo simulator does."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -17,7 +17,7 @@ from stockpipe.backfill.state import Work
 from stockpipe.backfill.steps import StepOutcome
 from stockpipe.calendar import trading_days
 from stockpipe.errors import FailureKind
-from stockpipe.objectstore import ObjectStore
+from stockpipe.objectstore import ObjectStore, StoredObject
 from stockpipe.prices import PRICE_SCHEMA
 from stockpipe.pricestore import PriceStore
 
@@ -239,3 +239,49 @@ class LambdaEmulator:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=5)
+
+
+# Failures that are not the ticker's fault: they stop a run and never park (stated here, not imported,
+# so that a change in the pipeline cannot change the expectation with it).
+STOPS_RUN = {"auth", "rate_limited", "network"}
+
+
+class Crash(BaseException):
+    """The process dies (not an Exception: nothing in the pipeline may swallow it)."""
+
+
+class MortalStore:
+    """The orchestrator's view of the store; once ``dead`` (kill -9) nothing more reaches it.
+
+    A dead process cannot give its leases back, so a hard crash leaves them in progress.json.
+    """
+
+    def __init__(self, inner: ObjectStore) -> None:
+        self.inner = inner
+        self.dead = False
+
+    def _check(self) -> None:
+        if self.dead:
+            raise Crash("the process is gone")
+
+    def get(self, key: str) -> StoredObject | None:
+        self._check()
+        return self.inner.get(key)
+
+    def put(
+        self,
+        key: str,
+        body: bytes,
+        *,
+        expected_version: str | None,
+        content_type: str = "application/octet-stream",
+    ) -> str:
+        self._check()
+        return self.inner.put(key, body, expected_version=expected_version, content_type=content_type)
+
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        self._check()
+        return self.inner.list_keys(prefix)
+
+    def describe(self, key: str) -> str:
+        return self.inner.describe(key)

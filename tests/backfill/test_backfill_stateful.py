@@ -78,12 +78,13 @@ LATER = st.sampled_from([0, 0, 30, LEASE_SECONDS + 1])  # seconds until the next
 Injection = tuple[str, int, str | None]  # fault, count, ticker (None: any)
 
 
-def _record_change(key: str, value: Any) -> Callable[[dict[str, Any]], str]:
-    """Set ``key`` of the first ticker's record (the file must have one); returns the field named."""
+def _record_change(key: str, value: Any, **also: Any) -> Callable[[dict[str, Any]], str]:
+    """Set ``key`` (and ``also``) of the first ticker's record (the file must have one); returns the field
+    the error must name."""
 
     def corrupt(data: dict[str, Any]) -> str:
         name = sorted(data["tickers"])[0]
-        data["tickers"][name][key] = value
+        data["tickers"][name].update({key: value, **also})
         return f"tickers.{name}.{key}"
 
     return corrupt
@@ -104,7 +105,7 @@ def _set_version(data: dict[str, Any]) -> str:
 CORRUPTIONS: dict[str, Callable[[dict[str, Any]], str]] = {
     "done-as-string": _record_change("done", "false"),
     "naive-lease": _set_lease,
-    "planned-without-end": _record_change("end", None),
+    "planned-without-end": _record_change("end", None, planned=True),
     "negative-counter": _record_change("attempts", -1),
     "unknown-version": _set_version,
 }

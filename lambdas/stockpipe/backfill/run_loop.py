@@ -11,6 +11,9 @@ top of the worst case of the steps still in flight. When it does not, the run wa
 step (most cost far less than their worst case) and tries again; it stops for ``budget`` only when
 nothing is in flight and what is left is below one step's worst case. So the run spends the same at
 any concurrency.
+
+Why a run ended (``stopped`` in its summary, a public contract): ``Stopped`` below, or the kind of a
+failure that stops runs (``errors.stops_run``: ``auth``, ``rate_limited``, ``network``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import date, datetime
+from enum import StrEnum
 from typing import Any
 
 from stockpipe.backfill import progress as prog
@@ -32,6 +36,15 @@ from stockpipe.layout import FUNCTION_DIMENSION, BackfillMetric
 from stockpipe.logs import emf_fields, get_logger
 
 log = get_logger("backfill")
+
+
+class Stopped(StrEnum):
+    """The run's own reasons to end (besides a failure kind that stops runs)."""
+
+    COMPLETE = "complete"  # every ticker of the run is done or parked
+    NO_WORK = "no_work"  # nothing left this run can do (leased elsewhere, failed this run)
+    BUDGET = "budget"  # less than one step's worst case is left of the request budget
+    DEADLINE = "deadline"  # the Lambda is about to time out
 
 
 class RunLoop:
@@ -70,7 +83,7 @@ class RunLoop:
         self.skip: set[str] = set()
         self.leased_elsewhere: set[str] = set()
         self.in_flight: dict[Future[StepOutcome], prog.Work] = {}
-        self.stopped: str | None = None
+        self.stopped: str | None = None  # a Stopped or a stopping FailureKind
         self.counts = {"chunks_done": 0, "chunks_failed": 0, "metadata_lookups": 0, "rows_written": 0}
         self.errors: dict[str, str] = {}
 
@@ -90,7 +103,7 @@ class RunLoop:
                     list(self.in_flight), timeout=self._wait_seconds(), return_when=FIRST_COMPLETED
                 )
                 if not done:  # the Lambda is about to time out: leave; leases expire, data is upserted
-                    self.stopped = "deadline"
+                    self.stopped = Stopped.DEADLINE
                     abandoned = True
                     break
                 for future in done:
@@ -116,14 +129,14 @@ class RunLoop:
     def _launch(self, snapshot: prog.Progress, pool: ThreadPoolExecutor) -> prog.Progress:
         while self.stopped is None and len(self.in_flight) < self.settings.concurrency:
             if self._deadline_near():
-                self.stopped = "deadline"
+                self.stopped = Stopped.DEADLINE
                 break
             work = self._pick(snapshot)
             if work is None:
                 break
             if self.spent + self.reserve * (len(self.in_flight) + 1) > self.budget:
                 if not self.in_flight:  # not even one step's worst case is left
-                    self.stopped = "budget"
+                    self.stopped = Stopped.BUDGET
                 break  # else: wait for an in-flight step, then look again
             now = self.clock()
             try:
@@ -235,7 +248,7 @@ class RunLoop:
         status = prog.summarize(snapshot, self.universe, chunk_months=self.settings.chunk_months)
         universe_states = {t: status["tickers"][t]["state"] for t in self.universe}
         unfinished = [t for t, s in universe_states.items() if s not in ("done", "parked")]
-        stopped = self.stopped or ("complete" if not unfinished else "no_work")
+        stopped = str(self.stopped or (Stopped.COMPLETE if not unfinished else Stopped.NO_WORK))
         chunks_left = sum(
             status["tickers"][t]["chunks_left"] or 0
             for t in unfinished

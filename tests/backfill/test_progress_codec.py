@@ -185,3 +185,12 @@ def test_fixing_the_file_resumes_the_backfill(world: World) -> None:
     assert summary["stopped"] == "complete"
     assert world.scraper.calls == [("AAPL", date(2024, 1, 2), TODAY)]  # resumed where the file said
     assert prog.from_json(world.store.get(PROGRESS_KEY).body).get("AAPL").done  # type: ignore[union-attr]
+
+
+def test_a_naive_timestamp_is_never_written() -> None:
+    """What to_json writes, from_json reads: a naive clock fails at the write, not at every later read."""
+    naive = prog.Progress({"AAPL": prog.TickerProgress(updated_at=datetime(2024, 6, 14, 22, 0))})
+    with pytest.raises(ValueError, match="time zone"):
+        prog.to_json(naive)
+    aware = prog.Progress({"AAPL": prog.TickerProgress(updated_at=datetime(2024, 6, 14, 22, 0, tzinfo=UTC))})
+    assert prog.from_json(prog.to_json(aware)) == aware

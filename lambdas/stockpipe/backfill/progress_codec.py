@@ -62,6 +62,11 @@ def to_json(progress: Progress) -> bytes:
 
 def _record_to_dict(record: TickerProgress) -> dict[str, Any]:
     lease = record.lease
+    for moment in (record.updated_at, lease.expires if lease else None):
+        if moment is not None and moment.utcoffset() is None:  # never write what could not be read back
+            raise ValueError(
+                f"progress timestamps need a time zone, got {moment.isoformat()} (a naive clock?)"
+            )
     data: dict[str, Any] = {
         "start": iso(record.start),
         "end": iso(record.end),

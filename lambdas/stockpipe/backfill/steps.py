@@ -9,6 +9,7 @@ holds whatever happened inside.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -69,11 +70,13 @@ class TiingoMetadataSource:
     def __init__(self, client_factory: Callable[[], Any]) -> None:
         self._factory = client_factory
         self._client: Any = None
+        self._lock = threading.Lock()  # steps run in threads: one client (one token lookup) per source
 
     def _get_client(self) -> Any:
-        if self._client is None:
-            self._client = self._factory()
-        return self._client
+        with self._lock:
+            if self._client is None:
+                self._client = self._factory()
+            return self._client
 
     def lookup(self, work: Work) -> StepOutcome:
         from stockpipe.tiingo import RequestStats  # httpx + pyarrow: only when metadata is needed

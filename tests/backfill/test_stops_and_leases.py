@@ -205,3 +205,23 @@ def test_a_local_run_drops_leases_of_dead_runs_at_once(world: World) -> None:
     assert summary["done"] == ["AAPL", "META"]
     assert summary["leased_elsewhere"] == ["NEWCO"]
     assert leases(world.store) == {"NEWCO": elsewhere}
+
+
+def test_a_waiting_runner_learns_when_it_can_go() -> None:
+    """lease_expiry_of: the earliest expiry of a live lease blocking the tickers, None when none does."""
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime(2024, 6, 14, 22, 0, tzinfo=UTC)
+    dead, alive = f"{this_host()}-{dead_pid()}-deadbeef", f"{this_host()}-{os.getppid()}-0a11fe00"
+    state = prog.Progress(
+        {
+            "A": prog.TickerProgress(lease=prog.Lease(dead, now + timedelta(seconds=60))),
+            "B": prog.TickerProgress(lease=prog.Lease(alive, now + timedelta(seconds=300))),
+            "C": prog.TickerProgress(lease=prog.Lease(alive, now - timedelta(seconds=1))),  # expired
+        }
+    )
+    assert prog.lease_expiry_of(state, ["A", "B", "C"], now) == now + timedelta(seconds=60)
+    assert prog.lease_expiry_of(state, ["A", "C"], now, is_gone=owner_process_gone) is None  # go now
+    assert prog.lease_expiry_of(state, ["A", "B"], now, is_gone=owner_process_gone) == now + timedelta(
+        seconds=300
+    )

@@ -9,7 +9,7 @@ was extended to an earlier start, the days before it (walked backwards from ``fe
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal
@@ -162,13 +162,24 @@ def chunks_left(record: TickerProgress | None, chunk_months: int) -> int | None:
     return left
 
 
-def lease_expiry_of(progress: Progress, tickers: Iterable[str], now: datetime) -> datetime | None:
-    """The earliest time a live lease on one of ``tickers`` expires (runners wait for it)."""
+def lease_expiry_of(
+    progress: Progress,
+    tickers: Iterable[str],
+    now: datetime,
+    *,
+    is_gone: Callable[[str], bool] | None = None,
+) -> datetime | None:
+    """The earliest time a live lease on one of ``tickers`` expires; None when none blocks them.
+
+    A runner waiting for another run re-reads progress and asks again: None means go now. With
+    ``is_gone`` (``owners.owner_process_gone`` for local runs) leases of runs known to be gone never block.
+    """
     expiries = [
         record.lease.expires
         for name in tickers
         if (record := progress.get(name)) is not None and record.lease is not None
         if record.lease.expires > now and not record.done and not record.parked
+        if is_gone is None or not is_gone(record.lease.owner)
     ]
     return min(expiries, default=None)
 

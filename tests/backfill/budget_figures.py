@@ -56,9 +56,13 @@ class FlakyLambdaService:
     number is a multiple of ``succeed_every`` (the function ran, its answer is lost: what a
     Lambda-service 5xx after the fact is)."""
 
-    def __init__(self, handler: Callable[[dict[str, Any]], Any], *, succeed_every: int = 3) -> None:
+    def __init__(
+        self, handler: Callable[[dict[str, Any]], Any], *, succeed_every: int = 3, throttle: bool = False
+    ) -> None:
+        """``throttle``: answer 429 TooManyRequestsException *without* running the function instead."""
         self.handler = handler
         self.succeed_every = succeed_every
+        self.throttle = throttle
         self.invocations = 0
         self.lock = threading.Lock()
         service = self
@@ -71,6 +75,19 @@ class FlakyLambdaService:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if service.throttle:
+                    with service.lock:
+                        service.invocations += 1
+                    self.answer(
+                        429,
+                        {
+                            "Type": "User",
+                            "message": "Rate Exceeded.",
+                            "Reason": "ConcurrentInvocationLimitExceeded",
+                        },
+                        {"x-amzn-ErrorType": "TooManyRequestsException"},
+                    )
+                    return
                 payload = service.handler(json.loads(body or b"{}"))
                 with service.lock:
                     service.invocations += 1
@@ -83,6 +100,15 @@ class FlakyLambdaService:
                     headers["x-amzn-ErrorType"] = "ServiceException"
                 self.send_response(status)
                 for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def answer(self, status: int, payload: dict[str, Any], headers: dict[str, str]) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                for key, value in {"Content-Type": "application/json", **headers}.items():
                     self.send_header(key, value)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()

@@ -15,6 +15,7 @@ from backfill_fakes import World
 from budget_figures import FlakyLambdaService, lambda_5xx_runs, spent_at
 
 from stockpipe.backfill.invoker import NO_RETRIES, InvokeError, LambdaInvoker
+from stockpipe.backfill.progress_store import ProgressStore
 
 SUMMARY = {"mode": "range", "succeeded": {"AAPL": {"rows": 1}}, "failed": {}, "requests": 1}
 
@@ -86,3 +87,36 @@ def test_a_budget_below_one_step_still_allows_a_step(world: World) -> None:
     summary = world.orchestrator(request_budget=3, requests_per_step=5, concurrency=4).run(["AAPL", "META"])
     assert summary["stopped"] == "budget"
     assert summary["requests"] == world.requests == 1
+
+
+def test_a_throttled_invoke_stops_the_run_costs_nothing_and_never_counts(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lambda's 429 (concurrency used up) means the scraper did not run: 0 requests, no attempt, no retry."""
+    ran: list[dict[str, Any]] = []
+    service = FlakyLambdaService(ran.append, throttle=True)
+    for key, value in {
+        "AWS_ENDPOINT_URL_LAMBDA": service.url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    try:
+        orchestrator = world.orchestrator(max_attempts=1, concurrency=1)
+        orchestrator.invoker = LambdaInvoker("tiingo-price-scraper")
+        for _ in range(3):
+            summary = orchestrator.run(["NEWCO"])
+            assert summary["stopped"] == "rate_limited"
+            assert summary["errors"]["NEWCO"].startswith(
+                "rate_limited: invoking tiingo-price-scraper was refused"
+            )
+            assert "ConcurrentInvocationLimitExceeded" in summary["errors"]["NEWCO"]
+    finally:
+        service.close()
+    assert ran == []
+    assert service.invocations == 3  # one per run: never retried
+    assert summary["requests"] == 0  # the metadata request was in the first run
+    record = ProgressStore(world.store).load().get("NEWCO")
+    assert record is not None
+    assert (record.attempts, record.parked, record.lease, record.requests) == (0, False, None, 1)

@@ -19,6 +19,7 @@ from stockpipe.backfill.invoker import (
     InvalidEventError,
     InvokeError,
     LambdaInvoker,
+    ThrottledError,
     decode_invoke_response,
 )
 from stockpipe.errors import FailureKind, StockpipeError
@@ -129,8 +130,10 @@ def test_decode_invoke_response_errors(
 
 def test_invoke_errors_are_one_tree_with_their_kinds() -> None:
     assert issubclass(InvokeError, StockpipeError)
-    for error in (InvalidEventError, FunctionError, BadSummaryError):
+    for error in (InvalidEventError, FunctionError, BadSummaryError, ThrottledError):
         assert issubclass(error, InvokeError)
+    assert [e.may_have_spent for e in (InvokeError, FunctionError, ThrottledError)] == [True, True, False]
+    assert ThrottledError.kind == FailureKind.RATE_LIMITED  # stops the run, never counts against a ticker
     assert [e.kind for e in (InvokeError, InvalidEventError, FunctionError, BadSummaryError)] == [
         FailureKind.INVOKE,
         FailureKind.INVALID_EVENT,

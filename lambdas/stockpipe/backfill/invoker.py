@@ -7,10 +7,14 @@ run loop never needs to know where the scraper ran::
     └── InvokeError              invoke          the invocation failed (Lambda service, network, status)
         ├── InvalidEventError    invalid_event   the scraper refused the event (its ValueError)
         ├── FunctionError        function_error  the scraper crashed, timed out or ran out of memory
-        └── BadSummaryError      bad_summary     it answered, but not with a scrape summary
+        ├── BadSummaryError      bad_summary     it answered, but not with a scrape summary
+        └── ThrottledError       rate_limited    Lambda refused to start it (429): concurrency used up
 
 An invoke is never retried here: the scraper may have run (and spent Tiingo requests) before the
 answer was lost, so a retry would spend them again, uncounted. A failed chunk is retried by a later run.
+``may_have_spent`` says whether the failed invocation may have cost Tiingo requests: only a throttle
+is known not to have (Lambda answers 429 TooManyRequestsException without running the function,
+API_Invoke), and like Tiingo's quota it stops the run without counting against the ticker.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ class InvokeError(StockpipeError):
     """The scraper invocation itself failed (not one ticker inside it)."""
 
     kind = FailureKind.INVOKE
+    may_have_spent = True  # the scraper may have run: the step is charged its worst case
 
 
 class InvalidEventError(InvokeError):
@@ -53,6 +58,13 @@ class BadSummaryError(InvokeError):
     """The scraper answered with something that is not its summary."""
 
     kind = FailureKind.BAD_SUMMARY
+
+
+class ThrottledError(InvokeError):
+    """Lambda did not start the scraper (429 TooManyRequestsException: its concurrency is used up)."""
+
+    kind = FailureKind.RATE_LIMITED
+    may_have_spent = False
 
 
 class Invoker(Protocol):
@@ -101,6 +113,11 @@ class LambdaInvoker:
         except Exception as exc:  # botocore errors: throttling, missing function, network
             error = getattr(exc, "response", None)
             code = error.get("Error", {}).get("Code") if isinstance(error, dict) else None
+            if code == "TooManyRequestsException":
+                reason = clean_message(error.get("Reason") or "throttled", 80)  # type: ignore[union-attr]
+                raise ThrottledError(
+                    f"invoking {self.function_name} was refused: {code} ({reason})"
+                ) from None
             raise InvokeError(f"invoking {self.function_name} failed: {code or type(exc).__name__}") from None
         payload = response["Payload"].read()
         return decode_invoke_response(

@@ -141,8 +141,8 @@ class StepRunner:
         reserve = self.requests_per_step
         try:
             summary = self.invoker.invoke(chunk_event(work))
-        except InvokeError as exc:  # the scraper may have run: charged its worst case
-            return StepOutcome.failed(work, exc.kind, exc, requests=reserve)
+        except InvokeError as exc:  # if the scraper may have run, the step is charged its worst case
+            return StepOutcome.failed(work, exc.kind, exc, requests=reserve if exc.may_have_spent else 0)
         except Exception as exc:  # a bug or an unexpected client error: recorded, never fatal to the run
             return StepOutcome.failed(
                 work, FailureKind.INTERNAL, f"{type(exc).__name__}: {exc}", requests=reserve

@@ -4,8 +4,10 @@ Events: ``{}`` / ``{"tickers": [...]}`` (a backfill run; the hourly schedule sen
 ``{"action": "status"}``, ``{"action": "retry", "tickers": [...]}`` and
 ``{"action": "reset", "tickers": [...]}``.
 Environment: DATA_BUCKET, SCRAPER_FUNCTION_NAME, TIINGO_SECRET_ARN (or TIINGO_API_TOKEN), TIINGO_BASE_URL,
-BACKFILL_START_DATE, BACKFILL_CHUNK_MONTHS, BACKFILL_REQUEST_BUDGET, BACKFILL_CONCURRENCY,
-BACKFILL_MAX_ATTEMPTS, TIINGO_REQUESTS_PER_HOUR, LOG_LEVEL.
+LOG_LEVEL, and the tunables of ``stockpipe.backfill.settings.BackfillSettings`` (``ENV_NAMES``: the
+BACKFILL_* variables and TIINGO_REQUESTS_PER_HOUR). A start date after today is refused at cold start.
+Errors: a malformed event raises ValueError; a progress file that cannot be read raises StoreError
+naming the file and the field (nothing is written).
 """
 
 from __future__ import annotations

@@ -4,16 +4,20 @@ and a metadata source; both count requests like the Tiingo simulator does."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
 
 from stockpipe.backfill.invoker import InProcessInvoker
-from stockpipe.backfill.orchestrator import BackfillSettings, MetadataResult, Orchestrator
+from stockpipe.backfill.orchestrator import Orchestrator
+from stockpipe.backfill.settings import BackfillSettings
+from stockpipe.backfill.state import Work
+from stockpipe.backfill.steps import StepOutcome
 from stockpipe.calendar import trading_days
-from stockpipe.objectstore import ObjectStore
+from stockpipe.errors import FailureKind
+from stockpipe.objectstore import ObjectStore, StoredObject
 from stockpipe.prices import PRICE_SCHEMA
 from stockpipe.pricestore import PriceStore
 
@@ -67,7 +71,7 @@ class FakeScraper:
         start, end = date.fromisoformat(event["start_date"]), date.fromisoformat(event["end_date"])
         key = (ticker, start)
         with self._lock:
-            self.requests += 1
+            self.requests += 0 if self.fail.get(ticker) == FailureKind.NETWORK else 1
             self.calls.append((ticker, start, end))
             if key in self.in_flight:
                 self.overlaps.append(key)
@@ -77,9 +81,9 @@ class FakeScraper:
                 threading.Event().wait(self.delay)
             if ticker in self.fail:
                 kind = self.fail[ticker]
-                return _summary(
-                    {}, {ticker: {"error": kind, "message": f"{kind} for {ticker}", "requests": 1}}
-                )
+                cost = 0 if kind == FailureKind.NETWORK else 1  # Tiingo was never reached
+                failed = {"error": kind, "message": f"{kind} for {ticker}", "requests": cost}
+                return _summary({}, {ticker: failed}, requests=cost)
             if ticker not in self.known:
                 failed = {"error": "not_found", "message": f"Ticker '{ticker}' not found", "requests": 1}
                 return _summary({}, {ticker: failed})
@@ -96,32 +100,36 @@ class FakeScraper:
                 self.in_flight.discard(key)
 
 
-def _summary(succeeded: dict[str, Any], failed: dict[str, Any]) -> dict[str, Any]:
+def _summary(succeeded: dict[str, Any], failed: dict[str, Any], *, requests: int = 1) -> dict[str, Any]:
     return {
         "mode": "range",
         "succeeded": succeeded,
         "failed": failed,
         "rows_written": sum(s["rows"] for s in succeeded.values()),
-        "requests": 1,
+        "requests": requests,
         "retries": 0,
     }
 
 
 class FakeMetadata:
+    """A metadata source: first dates of ``known``, 404 for the rest; ``error`` fails every lookup."""
+
     def __init__(self, known: dict[str, date | None]) -> None:
         self.known = known
         self.requests = 0
-        self.error: str | None = None
+        self.error: FailureKind | None = None
         self._lock = threading.Lock()
 
-    def lookup(self, ticker: str) -> MetadataResult:
+    def lookup(self, work: Work) -> StepOutcome:
+        ticker = work.ticker
+        cost = 0 if self.error == FailureKind.NETWORK else 1  # a network failure never reached Tiingo
         with self._lock:
-            self.requests += 1
+            self.requests += cost
         if self.error:
-            return MetadataResult(None, 1, self.error, f"{self.error} while reading {ticker}")
+            return StepOutcome.failed(work, self.error, f"{self.error} while reading {ticker}", requests=cost)
         if ticker not in self.known:
-            return MetadataResult(None, 1, "not_found", f"Ticker '{ticker}' not found")
-        return MetadataResult(self.known[ticker], 1)
+            return StepOutcome.failed(work, FailureKind.NOT_FOUND, f"Ticker '{ticker}' not found", requests=1)
+        return StepOutcome(work, 1, ok=True, first_date=self.known[ticker])
 
 
 class Clock:
@@ -231,3 +239,49 @@ class LambdaEmulator:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=5)
+
+
+# Failures that are not the ticker's fault: they stop a run and never park (stated here, not imported,
+# so that a change in the pipeline cannot change the expectation with it).
+STOPS_RUN = {"auth", "rate_limited", "network"}
+
+
+class Crash(BaseException):
+    """The process dies (not an Exception: nothing in the pipeline may swallow it)."""
+
+
+class MortalStore:
+    """The orchestrator's view of the store; once ``dead`` (kill -9) nothing more reaches it.
+
+    A dead process cannot give its leases back, so a hard crash leaves them in progress.json.
+    """
+
+    def __init__(self, inner: ObjectStore) -> None:
+        self.inner = inner
+        self.dead = False
+
+    def _check(self) -> None:
+        if self.dead:
+            raise Crash("the process is gone")
+
+    def get(self, key: str) -> StoredObject | None:
+        self._check()
+        return self.inner.get(key)
+
+    def put(
+        self,
+        key: str,
+        body: bytes,
+        *,
+        expected_version: str | None,
+        content_type: str = "application/octet-stream",
+    ) -> str:
+        self._check()
+        return self.inner.put(key, body, expected_version=expected_version, content_type=content_type)
+
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        self._check()
+        return self.inner.list_keys(prefix)
+
+    def describe(self, key: str) -> str:
+        return self.inner.describe(key)

@@ -12,7 +12,17 @@ from collections.abc import Iterator
 import boto3
 import pytest
 
-from stockpipe.backfill.invoker import InProcessInvoker, InvokeError, LambdaInvoker, decode_invoke_response
+from stockpipe.backfill.invoker import (
+    BadSummaryError,
+    FunctionError,
+    InProcessInvoker,
+    InvalidEventError,
+    InvokeError,
+    LambdaInvoker,
+    ThrottledError,
+    decode_invoke_response,
+)
+from stockpipe.errors import FailureKind, StockpipeError
 
 SUMMARY = {
     "mode": "range",
@@ -109,6 +119,27 @@ def test_decode_invoke_response_errors(
     with pytest.raises(InvokeError, match=message) as caught:
         decode_invoke_response(status, function_error, payload)
     assert caught.value.kind == kind
+    expected = {
+        "invoke": InvokeError,
+        "invalid_event": InvalidEventError,
+        "function_error": FunctionError,
+        "bad_summary": BadSummaryError,
+    }[kind]
+    assert type(caught.value) is expected  # the class says what failed, no instance flag
+
+
+def test_invoke_errors_are_one_tree_with_their_kinds() -> None:
+    assert issubclass(InvokeError, StockpipeError)
+    for error in (InvalidEventError, FunctionError, BadSummaryError, ThrottledError):
+        assert issubclass(error, InvokeError)
+    assert [e.may_have_spent for e in (InvokeError, FunctionError, ThrottledError)] == [True, True, False]
+    assert ThrottledError.kind == FailureKind.RATE_LIMITED  # stops the run, never counts against a ticker
+    assert [e.kind for e in (InvokeError, InvalidEventError, FunctionError, BadSummaryError)] == [
+        FailureKind.INVOKE,
+        FailureKind.INVALID_EVENT,
+        FailureKind.FUNCTION_ERROR,
+        FailureKind.BAD_SUMMARY,
+    ]
 
 
 def test_in_process_invoker_maps_value_error() -> None:

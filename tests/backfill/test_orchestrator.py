@@ -8,7 +8,7 @@ from typing import Any
 
 import duckdb
 import pytest
-from backfill_fakes import KNOWN, TODAY, World, expected_days
+from backfill_fakes import KNOWN, TODAY, Crash, World, expected_days
 
 from stockpipe.backfill import progress as prog
 from stockpipe.backfill.invoker import InProcessInvoker
@@ -162,10 +162,6 @@ def test_invalid_event_from_orchestrator_is_recorded_not_fatal(world: World) -> 
     summary = orchestrator.run(["NEWCO"])
     assert summary["errors"]["NEWCO"].startswith("invalid_event: ValueError: unknown event key")
     assert ProgressStore(world.store).load().get("NEWCO").attempts == 1  # type: ignore[union-attr]
-
-
-class Crash(BaseException):
-    """Stands in for the process dying (not an ordinary exception the run loop would record)."""
 
 
 def test_crash_after_data_write_before_progress_write(world: World) -> None:

@@ -1,12 +1,15 @@
 """Pure chunk planning: which date range the next scraper invocation of a ticker covers.
 
 Chunks are contiguous and inclusive, so a backfill resumed from any ``next_start`` covers
-``[start, end]`` exactly once, whatever happened to earlier runs.
+``[start, end]`` exactly once, whatever happened to earlier runs. A history extended to an earlier
+start is walked backwards from the first fetched day (``previous_chunk``), so what is fetched always
+stays one contiguous range.
 """
 
 from __future__ import annotations
 
 import calendar
+from collections import deque
 from collections.abc import Iterator
 from datetime import date, timedelta
 
@@ -35,6 +38,21 @@ def next_chunk(next_start: date | None, end: date, chunk_months: int) -> tuple[d
     if next_start is None or next_start > end:
         return None
     return next_start, chunk_end(next_start, end, chunk_months)
+
+
+def previous_chunk(start: date, before: date, chunk_months: int) -> tuple[date, date] | None:
+    """The last chunk of ``[start, before)`` on the chunk grid from ``start``; None when it is empty.
+
+    Walking an extended history backwards this way keeps the fetched range contiguous and costs
+    exactly as many chunks as walking it forwards.
+    """
+    last = deque(iter_chunks(start, before - ONE_DAY, chunk_months), maxlen=1)
+    return last[0] if last else None
+
+
+def count_chunks_before(start: date, before: date, chunk_months: int) -> int:
+    """How many chunks cover ``[start, before)``."""
+    return count_chunks(start, before - ONE_DAY, chunk_months)
 
 
 def iter_chunks(start: date, end: date, chunk_months: int) -> Iterator[tuple[date, date]]:

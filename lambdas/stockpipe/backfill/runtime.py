@@ -12,14 +12,9 @@ from datetime import date, datetime
 from typing import Any
 
 from stockpipe.backfill.invoker import Invoker, LambdaInvoker
-from stockpipe.backfill.orchestrator import (
-    BackfillSettings,
-    Listener,
-    MetadataSource,
-    Orchestrator,
-    TiingoMetadataSource,
-    utc_now,
-)
+from stockpipe.backfill.orchestrator import Orchestrator, utc_now
+from stockpipe.backfill.settings import BackfillSettings
+from stockpipe.backfill.steps import Listener, MetadataSource, TiingoMetadataSource
 from stockpipe.objectstore import open_store
 from stockpipe.settings import data_location
 
@@ -47,8 +42,8 @@ def orchestrator_from_env(
     today: Callable[[], date] | None = None,
     listener: Listener | None = None,
 ) -> Orchestrator:
-    """ValueError naming the variable for missing or malformed configuration."""
-    settings = BackfillSettings.from_env(env)
+    """ValueError naming the variable for missing or malformed configuration (or a start date after today)."""
+    settings = BackfillSettings.from_env(env, today=(today or (lambda: clock().date()))())
     store = open_store(data_location(env), s3_client)
     if invoker is None:
         invoker = LambdaInvoker(env.get("SCRAPER_FUNCTION_NAME", "").strip(), lambda_client)

@@ -20,8 +20,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+from backfill_fakes import STOPS_RUN, Crash, MortalStore
 
-import tests.test_backfill_stateful as stateful
 from stockpipe import scraper
 from stockpipe.backfill.invoker import InProcessInvoker
 from stockpipe.backfill.orchestrator import BackfillSettings, Orchestrator, TiingoMetadataSource
@@ -48,8 +48,6 @@ CHUNKS = len(TICKERS) * len(PLAN)
 LEASE_SECONDS = 900
 
 Summaries = list[dict[str, Any]]
-Crash = stateful.Crash
-MortalStore = stateful.MortalStore
 
 
 class World:
@@ -379,7 +377,7 @@ def test_backfill_under_fault(case: Case, world: World, capsys: pytest.CaptureFi
             assert record is not None
             assert record.last_error is not None
             assert record.last_error.startswith(f"{case.error}: ")
-            if case.error in stateful.STOPS_RUN:
+            if case.error in STOPS_RUN:
                 assert record.attempts == 0  # quota and auth are not the ticker's fault
     assert {t for s in faulted for t in s["parked"]} <= set(case.parked)
 

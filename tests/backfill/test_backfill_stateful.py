@@ -1,7 +1,9 @@
 """Stateful property test: the REAL orchestrator driving the REAL scraper over the Tiingo simulator.
 
 Hypothesis interleaves bounded runs, crashes (after the data write, before it, soft or kill -9 style),
-universe changes, injected Tiingo faults, retry/reset actions and clock jumps past lease expiry. After
+universe changes, injected Tiingo faults, retry/reset actions, clock jumps past lease expiry and
+corrupt progress files (every entry point must fail with one StoreError naming the file and the field,
+leave the file byte-identical and spend nothing; once fixed, the backfill resumes). After
 every step progress.json must parse and never claim more than is stored, and every stored row must be
 the simulator's truth (a gap-free prefix of the ticker's history: sorted, unique, no foreign dates). At
 the end, runs without new faults must complete with exactly the simulator's history for every ticker.
@@ -10,13 +12,16 @@ A local directory store keeps it fast; the same code over moto is covered by the
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
+import pytest
+from backfill_fakes import STOPS_RUN, Clock, Crash, MortalStore
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -28,7 +33,8 @@ from stockpipe.backfill.orchestrator import BackfillSettings, Orchestrator, Tiin
 from stockpipe.backfill.plan import ONE_DAY, iter_chunks
 from stockpipe.backfill.progress_store import PROGRESS_KEY
 from stockpipe.calendar import trading_days
-from stockpipe.objectstore import LocalObjectStore, ObjectStore, StoredObject
+from stockpipe.errors import FailureKind, StoreError
+from stockpipe.objectstore import LocalObjectStore, ObjectStore
 from stockpipe.prices import rows_to_table
 from stockpipe.pricestore import PriceStore
 from stockpipe.tiingo import DEFAULT_MAX_RETRIES, TiingoClient
@@ -53,7 +59,7 @@ MAX_ATTEMPTS = 3
 REQUESTS_PER_STEP = 1 + DEFAULT_MAX_RETRIES
 # Faults the pipeline must survive. "empty" ([] for a range with trading days) is left out: a chunk that
 # answers [] MAX_ATTEMPTS times is accepted as a gap by design, which the exact-data invariant here does not
-# model; tests/test_fault_matrix_backfill.py covers the redo, tests/backfill/test_progress.py the acceptance.
+# model; test_fault_matrix_backfill.py covers the redo, tests/backfill/test_progress.py the acceptance.
 FAULTS = [
     "500",
     "502",
@@ -69,64 +75,43 @@ FAULTS = [
     "403",
 ]
 LATER = st.sampled_from([0, 0, 30, LEASE_SECONDS + 1])  # seconds until the next run (past lease expiry)
-# Failures that are not the ticker's fault: they stop a run and never park (stated here, not imported,
-# so that a change in the pipeline cannot change the expectation with it).
-STOPS_RUN = {"auth", "rate_limited"}
 Injection = tuple[str, int, str | None]  # fault, count, ticker (None: any)
+
+
+def _record_change(key: str, value: Any, **also: Any) -> Callable[[dict[str, Any]], str]:
+    """Set ``key`` (and ``also``) of the first ticker's record (the file must have one); returns the field
+    the error must name."""
+
+    def corrupt(data: dict[str, Any]) -> str:
+        name = sorted(data["tickers"])[0]
+        data["tickers"][name].update({key: value, **also})
+        return f"tickers.{name}.{key}"
+
+    return corrupt
+
+
+def _set_lease(data: dict[str, Any]) -> str:
+    name = sorted(data["tickers"])[0]
+    data["tickers"][name]["lease"] = {"owner": "h-1-a", "expires": "2024-06-14T22:16:00"}  # no time zone
+    return f"tickers.{name}.lease.expires"
+
+
+def _set_version(data: dict[str, Any]) -> str:
+    data["version"] = 2
+    return "version"
+
+
+# Hand edits and half-written files a progress.json can suffer; each names the field it breaks.
+CORRUPTIONS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "done-as-string": _record_change("done", "false"),
+    "naive-lease": _set_lease,
+    "planned-without-end": _record_change("end", None, planned=True),
+    "negative-counter": _record_change("attempts", -1),
+    "unknown-version": _set_version,
+}
 INJECTION = st.none() | st.tuples(
     st.sampled_from(FAULTS), st.integers(1, 6), st.none() | st.sampled_from(list(HISTORY))
 )
-
-
-class Crash(BaseException):
-    """The process dies (not an Exception: nothing in the pipeline may swallow it)."""
-
-
-class Clock:
-    """The orchestrator's settable UTC clock: leases expire by moving it, never by sleeping."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2024, 6, 14, 22, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-class MortalStore:
-    """The orchestrator's view of the store; once ``dead`` (kill -9) nothing more reaches it.
-
-    A dead process cannot give its leases back, so a hard crash leaves them in progress.json.
-    """
-
-    def __init__(self, inner: ObjectStore) -> None:
-        self.inner = inner
-        self.dead = False
-
-    def _check(self) -> None:
-        if self.dead:
-            raise Crash("the process is gone")
-
-    def get(self, key: str) -> StoredObject | None:
-        self._check()
-        return self.inner.get(key)
-
-    def put(
-        self,
-        key: str,
-        body: bytes,
-        *,
-        expected_version: str | None,
-        content_type: str = "application/octet-stream",
-    ) -> str:
-        self._check()
-        return self.inner.put(key, body, expected_version=expected_version, content_type=content_type)
-
-    def list_keys(self, prefix: str) -> Iterator[str]:
-        self._check()
-        return self.inner.list_keys(prefix)
-
-    def describe(self, key: str) -> str:
-        return self.inner.describe(key)
 
 
 class CrashingInvoker:
@@ -309,6 +294,38 @@ class BackfillMachine(RuleBasedStateMachine):
             elif record is not None:
                 assert not record.parked
                 assert record.attempts == 0
+
+    @precondition(lambda self: self.store.get(PROGRESS_KEY) is not None)
+    @rule(
+        corruption=st.sampled_from(sorted(CORRUPTIONS)),
+        entry=st.sampled_from(["run", "status", "retry", "reset"]),
+    )
+    def corrupt_progress(self, corruption: str, entry: str) -> None:
+        """A bad progress file: one clear error, nothing written, nothing spent; fixing it resumes."""
+        original = self.store.get(PROGRESS_KEY)
+        assert original is not None
+        data = json.loads(original.body)
+        if not data["tickers"] and corruption != "unknown-version":
+            corruption = "unknown-version"  # a record to break needs a ticker
+        field = CORRUPTIONS[corruption](data)
+        bad = json.dumps(data).encode()
+        version = self.store.put(PROGRESS_KEY, bad, expected_version=original.version)
+        before = self.sim.count()
+        orchestrator = self.orchestrator()
+        requests = {"run": {}, "status": {"action": "status"}}
+        request = requests.get(entry, {"action": entry, "tickers": self.universe})
+        with pytest.raises(StoreError) as caught:
+            orchestrator.handle(request)
+        message = str(caught.value)
+        assert caught.value.kind == FailureKind.STORE
+        assert self.store.describe(PROGRESS_KEY) in message, message
+        assert field in message, message
+        stored = self.store.get(PROGRESS_KEY)
+        assert stored is not None
+        assert stored.body == bad  # never rewritten
+        assert self.sim.count() == before  # nothing spent
+        self.store.put(PROGRESS_KEY, original.body, expected_version=version)  # the operator fixes it
+        event(f"corrupt progress: {corruption} via {entry}")
 
     # ------------------------------------------------------------ invariants
 

@@ -15,6 +15,7 @@ summaries, logs, ``progress.json`` and the CLI record that kind plus a message t
     │   ├── TransportError                  timeout         the request timed out
     │   └── NetworkError                    network         DNS, refused, reset, TLS: Tiingo not reached
     ├── StoreError                          store           a stored object cannot be read or written
+    │   ├── ContentionError                 store           a compare-and-swap write lost every race
     │   └── PreconditionFailed              conflict        a conditional write lost the race
     └── SkippedError                        skipped         not attempted: the run stopped first
 
@@ -150,6 +151,14 @@ class PreconditionFailed(StoreError):
     """A conditional write lost the race (S3 412/409, or the local equivalent)."""
 
     kind = FailureKind.CONFLICT
+
+
+class ContentionError(StoreError):
+    """A compare-and-swap write lost every race it was allowed (``objectstore.compare_and_swap``).
+
+    Not a PreconditionFailed on purpose: callers that re-read and retry on one lost race must not
+    retry a give-up (the loop that gave up already did).
+    """
 
 
 class SkippedError(StockpipeError):

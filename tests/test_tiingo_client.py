@@ -19,6 +19,7 @@ from stockpipe.errors import (
     AuthenticationError,
     BadPayloadError,
     MonthlyLimitError,
+    NetworkError,
     NotFoundError,
     RateLimitError,
     ServerError,
@@ -27,7 +28,7 @@ from stockpipe.errors import (
 )
 from stockpipe.prices import PRICE_SCHEMA, TIINGO_KEYS
 from stockpipe.ratelimit import RateLimiter
-from stockpipe.tiingo import RequestStats, TickerMetadata, TiingoClient
+from stockpipe.tiingo import DEFAULT_NETWORK_RETRIES, RequestStats, TickerMetadata, TiingoClient
 from stockpipe_local.simulator import HOURLY_LIMIT_DETAIL, MONTHLY_SYMBOL_TEXT, TiingoSimulator
 from tests.conftest import TEST_TOKEN
 
@@ -104,7 +105,9 @@ def expected_table(rows: list[dict]) -> dict[str, list]:
 
 def test_prices_round_trip_exactly(client: TiingoClient, simulator: TiingoSimulator) -> None:
     start, end = date(2019, 1, 1), date(2024, 6, 14)
-    table = client.get_prices("AAPL", start, end)
+    reply = client.get_prices("AAPL", start, end)
+    table = reply.table
+    assert (reply.rejected, reply.rejected_rows, reply.out_of_range_rows) == ([], 0, 0)
     assert table.schema == PRICE_SCHEMA
     rows = simulator.history("AAPL", start, end)
     assert table.num_rows == len(rows) > 1000
@@ -113,7 +116,7 @@ def test_prices_round_trip_exactly(client: TiingoClient, simulator: TiingoSimula
 
 
 def test_latest_bar(client: TiingoClient, simulator: TiingoSimulator) -> None:
-    table = client.get_latest("aapl")
+    table = client.get_latest("aapl").table
     assert table.num_rows == 1
     assert table.to_pydict() == expected_table(
         simulator.history("AAPL", date(2024, 6, 14), date(2024, 6, 14))
@@ -123,23 +126,23 @@ def test_latest_bar(client: TiingoClient, simulator: TiingoSimulator) -> None:
 
 def test_float_volumes_are_read_as_integers(client: TiingoClient, simulator: TiingoSimulator) -> None:
     simulator.inject("float_volume")
-    table = client.get_prices("MSFT", date(2024, 6, 10), date(2024, 6, 14))
+    table = client.get_prices("MSFT", date(2024, 6, 10), date(2024, 6, 14)).table
     rows = simulator.history("MSFT", date(2024, 6, 10), date(2024, 6, 14))
     assert table.column("volume").type == pa.int64()
     assert table.column("volume").to_pylist() == [r["volume"] for r in rows]
 
 
 def test_empty_range_is_an_empty_table(client: TiingoClient, simulator: TiingoSimulator) -> None:
-    table = client.get_prices("AAPL", date(2024, 6, 15), date(2024, 6, 16))
+    table = client.get_prices("AAPL", date(2024, 6, 15), date(2024, 6, 16)).table
     assert table.num_rows == 0
     assert table.schema == PRICE_SCHEMA
     assert simulator.count() == 1
     simulator.inject("empty")
-    assert client.get_latest("AAPL").num_rows == 0
+    assert client.get_latest("AAPL").table.num_rows == 0
 
 
 def test_ticker_normalisation(client: TiingoClient, simulator: TiingoSimulator) -> None:
-    assert client.get_prices(" brk.b ", date(2024, 6, 14), date(2024, 6, 14)).num_rows == 1
+    assert client.get_prices(" brk.b ", date(2024, 6, 14), date(2024, 6, 14)).table.num_rows == 1
     assert simulator.requests[-1].path == "/tiingo/daily/BRK-B/prices"
     for bad in ("", "AA PL", "AAPL/../x", "A" * 21, "ÄAPL", None, 42):
         with pytest.raises(ValueError, match="ticker"):
@@ -218,11 +221,30 @@ def test_monthly_text_wrapped_in_detail_is_still_monthly(sleeps: SleepRecorder) 
     assert sleeps.calls == []
 
 
-def test_malformed_rows_name_the_ticker(sleeps: SleepRecorder) -> None:
-    server = ScriptedServer([(200, {}, b'[{"date": "yesterday", "close": 1.0}]')])
+def test_a_body_that_is_not_a_list_of_rows_names_the_ticker(sleeps: SleepRecorder) -> None:
+    server = ScriptedServer([(200, {}, b'[{"date": "2024-06-10", "close": 1.0}, 7]')])
     c = TiingoClient(TEST_TOKEN, base_url=server.url, sleep=sleeps)
-    with server, c, pytest.raises(BadPayloadError, match=r"Tiingo prices for AAPL: .*date"):
+    with server, c, pytest.raises(BadPayloadError, match=r"Tiingo prices for AAPL: .*JSON object"):
         c.get_prices("AAPL", date(2024, 6, 10), date(2024, 6, 14))
+
+
+def test_invalid_rows_are_quarantined_not_returned(sleeps: SleepRecorder) -> None:
+    body = (
+        b'[{"date": "yesterday", "close": 1.0}, {"date": "2024-06-11T00:00:00.000Z", "close": NaN},'
+        b' {"date": "2024-06-12T00:00:00+00:00", "close": 2.0}, {"date": "2024-06-20", "close": 3.0}]'
+    )
+    server = ScriptedServer([(200, {}, body)])
+    with server, TiingoClient(TEST_TOKEN, base_url=server.url, sleep=sleeps) as c:
+        reply = c.get_prices("AAPL", date(2024, 6, 10), date(2024, 6, 14))
+    assert reply.table.column("date").to_pylist() == [date(2024, 6, 12)]
+    assert reply.rejected == [
+        {
+            "date": None,
+            "reason": "date is not a Tiingo date (YYYY-MM-DD, optionally T00:00:00[.000][Z|+00:00])",
+        },
+        {"date": "2024-06-11", "reason": "close is not finite (NaN or Infinity)"},
+    ]
+    assert (reply.rejected_rows, reply.out_of_range_rows) == (2, 1)
 
 
 def test_detail_is_sanitised_and_truncated(sleeps: SleepRecorder) -> None:
@@ -250,7 +272,7 @@ def test_retryable_faults_are_retried_to_success(
     with TiingoClient(
         TEST_TOKEN, base_url=simulator.base_url, timeout=0.25, max_retries=MAX_RETRIES, sleep=sleeps
     ) as c:
-        table = c.get_prices("AAPL", date(2024, 6, 10), date(2024, 6, 14), stats=stats)
+        table = c.get_prices("AAPL", date(2024, 6, 10), date(2024, 6, 14), stats=stats).table
         assert table.num_rows == 5
         assert (stats.requests, stats.retries) == (3, 2)
         assert stats.rate_limited == (2 if fault == "429" else 0)
@@ -263,20 +285,29 @@ def test_retryable_faults_are_retried_to_success(
 
 
 @pytest.mark.parametrize(
-    ("fault", "error"),
-    [("500", ServerError), ("429", RateLimitError), ("reset", TransportError)],
+    ("fault", "error", "retries"),
+    [
+        ("500", ServerError, MAX_RETRIES),
+        ("429", RateLimitError, MAX_RETRIES),
+        ("timeout", TransportError, MAX_RETRIES),
+        ("reset", NetworkError, DEFAULT_NETWORK_RETRIES),  # unreachable: a short retry, then the run stops
+    ],
 )
 def test_retries_are_bounded(
-    client: TiingoClient, simulator: TiingoSimulator, sleeps: SleepRecorder, fault: str, error: type
+    simulator: TiingoSimulator, sleeps: SleepRecorder, fault: str, error: type, retries: int
 ) -> None:
+    simulator.slow_seconds = 1.0
     simulator.inject(fault, 50)
     stats = RequestStats()
-    with pytest.raises(error) as caught:
-        client.get_latest("AAPL", stats=stats)
+    c = TiingoClient(
+        TEST_TOKEN, base_url=simulator.base_url, timeout=0.25, max_retries=MAX_RETRIES, sleep=sleeps
+    )
+    with c, pytest.raises(error) as caught:
+        c.get_latest("AAPL", stats=stats)
     assert caught.value.retryable
-    assert simulator.count() == MAX_RETRIES + 1
-    assert (stats.requests, stats.retries) == (MAX_RETRIES + 1, MAX_RETRIES)
-    assert len(sleeps.calls) == MAX_RETRIES
+    assert simulator.count() == retries + 1
+    assert (stats.requests, stats.retries) == (retries + 1, retries)  # a lost connection may have counted
+    assert len(sleeps.calls) == retries
     assert all(0 <= s <= min(30.0, 0.5 * 2**i) for i, s in enumerate(sleeps.calls))
 
 
@@ -285,7 +316,7 @@ def test_retry_after_seconds_and_http_date_are_honoured(
 ) -> None:
     simulator.inject("429", retry_after=7)
     simulator.inject("429", retry_after=2.5)
-    assert client.get_latest("AAPL").num_rows == 1
+    assert client.get_latest("AAPL").table.num_rows == 1
     assert sleeps.calls == [7.0, 2.5]
     assert simulator.count(status=429) == 2
 
@@ -295,7 +326,7 @@ def test_retry_after_http_date(sleeps: SleepRecorder) -> None:
     body = json.dumps({"detail": HOURLY_LIMIT_DETAIL}).encode()
     server = ScriptedServer([(429, {"Retry-After": when}, body), (200, {}, b"[]")])
     with server, TiingoClient(TEST_TOKEN, base_url=server.url, sleep=sleeps) as c:
-        assert c.get_latest("AAPL").num_rows == 0
+        assert c.get_latest("AAPL").table.num_rows == 0
     assert len(server.hits) == 2
     assert len(sleeps.calls) == 1
     assert 15 <= sleeps.calls[0] <= 20
@@ -370,7 +401,9 @@ def test_concurrent_use_from_16_threads(client: TiingoClient, simulator: TiingoS
     for ticker in tickers[::6]:
         simulator.inject("500", ticker=ticker)  # 8 tickers each fail once
     with ThreadPoolExecutor(16) as pool:
-        tables = list(pool.map(lambda t: client.get_prices(t, date(2024, 1, 1), date(2024, 6, 14)), tickers))
+        tables = list(
+            pool.map(lambda t: client.get_prices(t, date(2024, 1, 1), date(2024, 6, 14)).table, tickers)
+        )
     for ticker, table in zip(tickers, tables, strict=True):
         assert table.to_pydict() == expected_table(
             simulator.history(ticker, date(2024, 1, 1), date(2024, 6, 14))
@@ -436,7 +469,7 @@ def test_token_never_leaks(
         ) as c:
             try:
                 c.get_latest("AAPL")
-            except TransportError as exc:
+            except NetworkError as exc:
                 errors.append(exc)
     finally:
         stockpipe_logger.removeHandler(caplog.handler)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.server
 import json
 import logging
 import threading
@@ -31,46 +30,9 @@ from stockpipe.ratelimit import RateLimiter
 from stockpipe.tiingo import DEFAULT_NETWORK_RETRIES, RequestStats, TickerMetadata, TiingoClient
 from stockpipe_local.simulator import HOURLY_LIMIT_DETAIL, MONTHLY_SYMBOL_TEXT, TiingoSimulator
 from tests.conftest import TEST_TOKEN
+from tests.tiingo_standin import TiingoStandIn
 
 MAX_RETRIES = 3
-
-
-class ScriptedServer:
-    """A loopback HTTP server answering a fixed script of (status, headers, body), for the Tiingo
-    answers the simulator has no fault for (wrapped monthly text, HTTP-date Retry-After, odd bodies)."""
-
-    def __init__(self, script: list[tuple[int, dict[str, str], bytes]]) -> None:
-        self.script = list(script)
-        self.hits: list[str] = []
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                outer.hits.append(self.path)
-                status, headers, body = outer.script.pop(0)
-                self.send_response(status)
-                for name, value in {"Content-Type": "application/json", **headers}.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> ScriptedServer:
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 class SleepRecorder:
@@ -211,18 +173,18 @@ def test_not_found_and_real_auth_errors(simulator: TiingoSimulator, sleeps: Slee
 def test_monthly_text_wrapped_in_detail_is_still_monthly(sleeps: SleepRecorder) -> None:
     """Tiingo sometimes wraps the monthly text in {"detail": ...}; with HTTP 200 or 429 it is monthly."""
     wrapped = json.dumps({"detail": MONTHLY_SYMBOL_TEXT}).encode()
-    server = ScriptedServer([(200, {}, wrapped), (429, {}, wrapped)])
+    server = TiingoStandIn.scripted([(200, {}, wrapped), (429, {}, wrapped)])
     with server, TiingoClient(TEST_TOKEN, base_url=server.url, sleep=sleeps) as c:
         for _ in range(2):
             with pytest.raises(RateLimitError, match="500 symbol look up") as caught:
                 c.get_latest("AAPL")
             assert isinstance(caught.value, MonthlyLimitError)
-    assert len(server.hits) == 2
+    assert len(server.requests) == 2
     assert sleeps.calls == []
 
 
 def test_a_body_that_is_not_a_list_of_rows_names_the_ticker(sleeps: SleepRecorder) -> None:
-    server = ScriptedServer([(200, {}, b'[{"date": "2024-06-10", "close": 1.0}, 7]')])
+    server = TiingoStandIn.scripted([(200, {}, b'[{"date": "2024-06-10", "close": 1.0}, 7]')])
     c = TiingoClient(TEST_TOKEN, base_url=server.url, sleep=sleeps)
     with server, c, pytest.raises(BadPayloadError, match=r"Tiingo prices for AAPL: .*JSON object"):
         c.get_prices("AAPL", date(2024, 6, 10), date(2024, 6, 14))
@@ -233,7 +195,7 @@ def test_invalid_rows_are_quarantined_not_returned(sleeps: SleepRecorder) -> Non
         b'[{"date": "yesterday", "close": 1.0}, {"date": "2024-06-11T00:00:00.000Z", "close": NaN},'
         b' {"date": "2024-06-12T00:00:00+00:00", "close": 2.0}, {"date": "2024-06-20", "close": 3.0}]'
     )
-    server = ScriptedServer([(200, {}, body)])
+    server = TiingoStandIn.scripted([(200, {}, body)])
     with server, TiingoClient(TEST_TOKEN, base_url=server.url, sleep=sleeps) as c:
         reply = c.get_prices("AAPL", date(2024, 6, 10), date(2024, 6, 14))
     assert reply.table.column("date").to_pylist() == [date(2024, 6, 12)]
@@ -249,7 +211,7 @@ def test_invalid_rows_are_quarantined_not_returned(sleeps: SleepRecorder) -> Non
 
 def test_detail_is_sanitised_and_truncated(sleeps: SleepRecorder) -> None:
     nasty = {"detail": "bad\x1b[31m thing\n" + "x" * 5000 + TEST_TOKEN}
-    server = ScriptedServer([(400, {}, json.dumps(nasty).encode())])
+    server = TiingoStandIn.scripted([(400, {}, json.dumps(nasty).encode())])
     c = TiingoClient(TEST_TOKEN, base_url=server.url, sleep=sleeps)
     with server, c, pytest.raises(TiingoError) as caught:
         c.get_latest("AAPL")
@@ -259,7 +221,7 @@ def test_detail_is_sanitised_and_truncated(sleeps: SleepRecorder) -> None:
     assert message.isprintable()
     assert len(message) < 300
     assert TEST_TOKEN not in message
-    assert len(server.hits) == 1  # a 400 is not retried
+    assert len(server.requests) == 1  # a 400 is not retried
 
 
 @pytest.mark.parametrize("fault", ["429", "500", "502", "503", "reset", "timeout"])
@@ -324,10 +286,10 @@ def test_retry_after_seconds_and_http_date_are_honoured(
 def test_retry_after_http_date(sleeps: SleepRecorder) -> None:
     when = format_datetime(datetime.now(UTC) + timedelta(seconds=20), usegmt=True)
     body = json.dumps({"detail": HOURLY_LIMIT_DETAIL}).encode()
-    server = ScriptedServer([(429, {"Retry-After": when}, body), (200, {}, b"[]")])
+    server = TiingoStandIn.scripted([(429, {"Retry-After": when}, body), (200, {}, b"[]")])
     with server, TiingoClient(TEST_TOKEN, base_url=server.url, sleep=sleeps) as c:
         assert c.get_latest("AAPL").table.num_rows == 0
-    assert len(server.hits) == 2
+    assert len(server.requests) == 2
     assert len(sleeps.calls) == 1
     assert 15 <= sleeps.calls[0] <= 20
 

@@ -68,21 +68,22 @@ class YearObject:
 Latest = tuple[int, YearObject] | None  # a ticker's newest stored year and its object (None: nothing stored)
 
 
+class UnreadableObject(ValueError):
+    """What is wrong with a stored object, in our words: pyarrow's messages can quote stored values."""
+
+
 def decode(body: bytes, year: int, version: str | None = None) -> YearObject:
-    """A stored year object; ValueError saying what is wrong with it (the caller names the key)."""
+    """A stored year object; UnreadableObject saying what is wrong with it (the caller names the key)."""
     try:
         # ParquetFile.read: a plain file read, without read_table's dataset machinery (~2.5x faster here).
         table = pq.ParquetFile(io.BytesIO(body)).read()
-    except (pa.ArrowException, OSError) as exc:
-        raise ValueError(f"not a readable Parquet file ({type(exc).__name__})") from None
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise UnreadableObject(f"not a readable Parquet file ({type(exc).__name__})") from None
     as_of = _adjusted_as_of(table.schema.metadata or {})
     table = _as_price_schema(table.replace_schema_metadata(None))
-    dates = table.column("date")
-    if dates.null_count:
-        raise ValueError(f"{dates.null_count} row(s) without a date")
     bounds = date_bounds(table)
     if bounds and not bounds[0].year == bounds[1].year == year:
-        raise ValueError(f"rows dated {bounds[0]}..{bounds[1]} in the object of year {year}")
+        raise UnreadableObject(f"rows dated {bounds[0]}..{bounds[1]} in the object of year {year}")
     return YearObject(table, as_of, version)
 
 
@@ -95,7 +96,7 @@ def _adjusted_as_of(metadata: Mapping[bytes, bytes]) -> datetime | None:
     except (UnicodeDecodeError, ValueError):
         as_of = None
     if as_of is None or as_of.tzinfo is None:
-        raise ValueError(f"{ADJUSTED_AS_OF.decode()} metadata is not an ISO timestamp with a time zone")
+        raise UnreadableObject(f"{ADJUSTED_AS_OF.decode()} metadata is not an ISO timestamp with a time zone")
     return as_of
 
 
@@ -110,12 +111,16 @@ def _as_price_schema(table: pa.Table) -> pa.Table:
     ]
     if problems or len(names) != table.num_columns:
         found = clean_message("; ".join(problems) or "duplicate column names", 160)
-        raise ValueError(f"columns differ from the price schema ({found})")
+        raise UnreadableObject(f"columns differ from the price schema ({found})")
+    table = table.select(PRICE_SCHEMA.names)
+    nulls = table.column("date").null_count
+    if nulls:
+        raise UnreadableObject(f"{nulls} row(s) without a date")
     try:  # e.g. written by another tool: the same columns with other types
-        return table.select(PRICE_SCHEMA.names).cast(PRICE_SCHEMA)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        return table.cast(PRICE_SCHEMA)
+    except (pa.ArrowException, ValueError, TypeError) as exc:
         # pyarrow's message quotes the offending value: named by type only.
-        raise ValueError(f"columns cannot be read as the price schema ({type(exc).__name__})") from None
+        raise UnreadableObject(f"columns cannot be read as the price schema ({type(exc).__name__})") from None
 
 
 class PriceStore:
@@ -139,7 +144,7 @@ class PriceStore:
             return YearObject(empty_table(), None, None)
         try:
             return decode(stored.body, year, stored.version)
-        except ValueError as exc:
+        except UnreadableObject as exc:
             raise StoreError(f"cannot read {self.store.describe(key)}: {exc}") from None
 
     def years(self, ticker: str) -> list[int]:

@@ -99,7 +99,8 @@ class RateLimiter:
     def give_back(self, slot: Slot) -> None:
         """Un-count an acquisition whose request never left (it cannot have counted at the server).
 
-        A slot the window no longer holds (``maxlen`` dropped it as too old to matter) is a no-op.
+        Once per slot. A slot the window no longer holds (``maxlen`` dropped it as too old to matter)
+        is a no-op.
         """
         with self._lock, contextlib.suppress(ValueError):
             self._times.remove(slot.time)  # equal times are interchangeable

@@ -75,7 +75,11 @@ class TokenSource:
 
 
 def token_source_from_env(
-    env: Mapping[str, str], *, max_age_minutes: int, secrets_client: Any = None
+    env: Mapping[str, str],
+    *,
+    max_age_minutes: int,
+    secrets_client: Any = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> TokenSource:
     """TIINGO_SECRET_ARN (SecretString is the bare token) wins over TIINGO_API_TOKEN (never re-read)."""
     arn = env.get("TIINGO_SECRET_ARN", "").strip()
@@ -84,7 +88,9 @@ def token_source_from_env(
             import boto3
 
             secrets_client = boto3.client("secretsmanager")
-        return TokenSource(lambda: _read_secret(secrets_client, arn), max_age=max_age_minutes * 60.0)
+        return TokenSource(
+            lambda: _read_secret(secrets_client, arn), max_age=max_age_minutes * 60.0, clock=clock
+        )
     token = env.get("TIINGO_API_TOKEN", "").strip()
     if token:
         return TokenSource.fixed(token)

@@ -139,7 +139,9 @@ def test_a_body_that_is_not_a_list_of_objects_is_a_bad_payload_and_stores_nothin
 
 # ---------------------------------------------------------------- property: any reply
 
-RANGE = (date(2024, 6, 3), date(2024, 6, 14))
+# The range each mode asks for: the event's dates, or (catch-up) the last stored day minus the
+# lookback (2024-06-07 - 7 days) to today in New York.
+RANGES = {"range": (date(2024, 6, 3), date(2024, 6, 14)), "catch_up": (date(2024, 5, 31), date(2024, 6, 14))}
 OLD_DAYS = weekdays(date(2024, 5, 27), date(2024, 6, 7))  # partly inside the range
 _tickers = itertools.count()
 
@@ -175,7 +177,7 @@ hostile_rows = st.builds(
 )
 
 
-def reference_valid(row: dict) -> date | None:
+def reference_valid(row: dict, bounds: tuple[date, date]) -> date | None:
     """Independent statement of the rule (plainer than the code under test): the row's day if storable."""
     raw = row.get("date")
     if not isinstance(raw, str) or raw[10:] not in ("", "T00:00:00.000Z"):
@@ -184,7 +186,7 @@ def reference_valid(row: dict) -> date | None:
         day = date.fromisoformat(raw[:10])
     except ValueError:
         return None
-    if len(raw[:10]) != 10 or not RANGE[0] <= day <= RANGE[1]:
+    if len(raw[:10]) != 10 or not bounds[0] <= day <= bounds[1]:
         return None
 
     def number(key, positive=False, whole=False):
@@ -211,9 +213,10 @@ def reference_valid(row: dict) -> date | None:
     return day if ok else None
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@pytest.mark.parametrize("mode", RANGES)
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.lists(hostile_rows, max_size=6))
-def test_any_reply_keeps_old_data_plus_only_valid_rows_of_the_range(rows, runtime, replies, capsys):
+def test_any_reply_keeps_old_data_plus_only_valid_rows_of_the_range(mode, rows, runtime, replies, capsys):
     ticker = f"P{next(_tickers)}"
     prices = PriceStore(runtime.store)
     old = rows_to_table([bar(d, close=7.0) for d in OLD_DAYS])
@@ -221,11 +224,13 @@ def test_any_reply_keeps_old_data_plus_only_valid_rows_of_the_range(rows, runtim
     prices.upsert(ticker, old, fetched_at=EVENING + timedelta(days=1))
     replies.by_ticker[ticker] = json_reply(json.dumps(rows, allow_nan=True))  # NaN/Infinity literals
 
-    summary = scraper.handle(event([ticker], str(RANGE[0]), str(RANGE[1])), runtime)
+    bounds = RANGES[mode]
+    request = event([ticker], str(bounds[0]), str(bounds[1])) if mode == "range" else {"tickers": [ticker]}
+    summary = scraper.handle(request, runtime)
 
     expected = {d: {"close": 7.0} for d in OLD_DAYS}
     for row in rows:  # later rows of the same date win, as Tiingo's newest data does
-        day = reference_valid(row)
+        day = reference_valid(row, bounds)
         if day is not None:
             expected[day] = row
     got = PriceStore(runtime.store).read_ticker(ticker).to_pylist()
@@ -234,7 +239,7 @@ def test_any_reply_keeps_old_data_plus_only_valid_rows_of_the_range(rows, runtim
         assert r["close"] == float(expected[r["date"]]["close"])
     entry = summary["succeeded"].get(ticker)
     assert entry is not None, summary["failed"]  # a list of objects is never a failure
-    in_range = [r for r in rows if reference_valid(r) is not None]
+    in_range = [r for r in rows if reference_valid(r, bounds) is not None]
     assert entry["rejected_rows"] + entry["out_of_range_rows"] + len(in_range) == len(rows)
     everything = capsys.readouterr().out + json.dumps(summary)
     everything += "".join(

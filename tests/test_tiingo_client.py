@@ -183,6 +183,20 @@ def test_monthly_text_wrapped_in_detail_is_still_monthly(sleeps: SleepRecorder) 
     assert sleeps.calls == []
 
 
+def test_a_200_with_a_detail_quotes_tiingo_scrubbed_and_a_wrong_shape_is_named_by_type(sleeps) -> None:
+    detail = json.dumps({"detail": f"Error: Ticker 'AAPL' not available for {TEST_TOKEN}"}).encode()
+    shape = json.dumps({"rows": [TEST_TOKEN]}).encode()
+    server = TiingoStandIn.scripted([(200, {}, detail), (200, {}, shape)])
+    with server, TiingoClient(TEST_TOKEN, base_url=server.url, sleep=sleeps) as c:
+        with pytest.raises(
+            BadPayloadError, match=r"Tiingo says: Error: Ticker 'AAPL' not available for \*\*\*"
+        ):
+            c.get_latest("AAPL")
+        with pytest.raises(BadPayloadError) as caught:
+            c.get_latest("AAPL")
+    assert str(caught.value) == "Tiingo request for AAPL: HTTP 200: expected a JSON list, got dict"
+
+
 def test_a_body_that_is_not_a_list_of_rows_names_the_ticker(sleeps: SleepRecorder) -> None:
     server = TiingoStandIn.scripted([(200, {}, b'[{"date": "2024-06-10", "close": 1.0}, 7]')])
     c = TiingoClient(TEST_TOKEN, base_url=server.url, sleep=sleeps)

@@ -49,6 +49,8 @@ def interpret(symbol: str, response: httpx.Response, expect: type) -> Any:
         if body is _NOT_JSON:
             kind = response.headers.get("content-type", "unknown").split(";")[0]
             return BadPayloadError(f"{where}: body is not JSON ({clean_message(kind, 60)}): {detail}")
+        if isinstance(body, dict) and isinstance(body.get("detail"), str):
+            return BadPayloadError(f"{where}: Tiingo says: {detail}")  # its explanation, not data
         shape = "list" if expect is list else "object"
         # A JSON 200 of the wrong shape is data, not an explanation: named by type, never quoted.
         return BadPayloadError(f"{where}: expected a JSON {shape}, got {type(body).__name__}")

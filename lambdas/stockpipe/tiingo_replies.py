@@ -1,8 +1,9 @@
 """What one Tiingo HTTP answer means: the parsed body, or the TiingoError to raise or retry.
 
 Pure functions over a status, headers and a body, apart from the client's retry loop. Messages quote
-Tiingo's own explanation of an error (its ``detail`` or an error page) only after the one scrub
-(``errors.clean_message``: scrubbed first, then cut) and never quote a 200 reply's data.
+Tiingo's own explanation of an error (its ``detail``, an error page or a plain-text notice) only after
+the one scrub (``errors.scrub`` on the whole text, then cut), and never quote anything that claims to
+be data (a JSON body, whole or broken).
 """
 
 from __future__ import annotations
@@ -47,8 +48,10 @@ def interpret(symbol: str, response: httpx.Response, expect: type) -> Any:
         return MonthlyLimitError(f"{where}: monthly limit reached: {detail}")
     if status == 200:
         if body is _NOT_JSON:
-            kind = response.headers.get("content-type", "unknown").split(";")[0]
-            return BadPayloadError(f"{where}: body is not JSON ({clean_message(kind, 60)}): {detail}")
+            kind = clean_message(response.headers.get("content-type", "unknown").split(";")[0], 60)
+            if "json" in kind.lower():  # broken data (e.g. cut off): never quoted, it is data
+                return BadPayloadError(f"{where}: body is not JSON ({kind}, {len(response.content)} bytes)")
+            return BadPayloadError(f"{where}: body is not JSON ({kind}): {detail}")  # an error page
         if isinstance(body, dict) and isinstance(body.get("detail"), str):
             return BadPayloadError(f"{where}: Tiingo says: {detail}")  # its explanation, not data
         shape = "list" if expect is list else "object"

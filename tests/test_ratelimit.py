@@ -142,3 +142,41 @@ def test_max_wait_raises_instead_of_sleeping_out_the_window() -> None:
     assert clock.sleeps == []  # gave up at once, no partial wait
     clock.now += 3600
     limiter.acquire(max_wait=60)  # the window moved on
+
+
+def test_a_slot_given_back_is_free_again_at_once() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(2, 3600.0, clock=clock, sleep=clock.sleep)
+    first = limiter.acquire()
+    limiter.acquire()
+    limiter.give_back(first)  # its request never left
+    limiter.acquire(max_wait=0)
+    assert clock.sleeps == []
+    assert limiter.try_acquire() is False
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    limit=st.integers(min_value=1, max_value=6),
+    steps=st.lists(
+        st.tuples(st.floats(min_value=0.0, max_value=20.0), st.booleans(), st.integers(0, 5)),
+        min_size=1,
+        max_size=50,
+    ),
+)
+def test_giving_back_never_lets_a_window_hold_more_than_limit_kept_slots(limit, steps) -> None:
+    """Slots given back late (after other acquisitions) never break the window rule for the requests
+    that were really sent."""
+    window = 10.0
+    clock = FakeClock(0.0)
+    limiter = RateLimiter(limit, window, clock=clock, sleep=clock.sleep)
+    kept: list = []
+    for gap, give_back, which in steps:
+        clock.now += gap
+        kept.append(limiter.acquire())
+        if give_back:
+            slot = kept.pop(max(0, len(kept) - 1 - which))
+            limiter.give_back(slot)
+    times = sorted(slot.time for slot in kept)
+    for i in range(len(times) - limit):
+        assert times[i + limit] - times[i] >= window - 1e-9

@@ -212,6 +212,39 @@ def test_logs_are_json_with_an_emf_summary_and_no_token(runtime, capsys):
     assert summary["TickersFailed"] == 1
 
 
+def emf_summary(out):
+    (line,) = [line for line in json_lines(out) if line.get("message") == "scrape finished"]
+    return line
+
+
+def test_catch_up_reports_how_many_trading_days_the_stalest_ticker_is_behind(runtime, simulator, capsys):
+    scraper.handle(
+        {"tickers": ["AAPL", "MSFT"], "start_date": "2024-06-03", "end_date": "2024-06-12"}, runtime
+    )
+    simulator.inject("500", 10, ticker="MSFT")  # MSFT's catch-up fails: it stays at Wednesday
+    capsys.readouterr()
+    summary = scraper.handle({"tickers": ["AAPL", "MSFT"]}, runtime)
+    assert summary["failed"]["MSFT"]["error"] == "server"
+    line = emf_summary(capsys.readouterr().out)
+    (directive,) = line["_aws"]["CloudWatchMetrics"]
+    assert {"Name": "TradingDaysBehind", "Unit": "Count"} in directive["Metrics"]
+    assert line["TradingDaysBehind"] == 2  # Thursday and Friday
+
+
+def test_a_market_holiday_is_not_a_day_behind(runtime, simulator, capsys):
+    simulator.today = date(2024, 7, 3)
+    scraper.handle({"tickers": ["SPY"], "start_date": "2024-06-24", "end_date": "2024-07-03"}, runtime)
+    runtime.clock = lambda: datetime(2024, 7, 5, 1, 0, tzinfo=UTC)  # July 4th, 21:00 in New York
+    capsys.readouterr()
+    scraper.handle({"tickers": ["SPY"]}, runtime)
+    assert emf_summary(capsys.readouterr().out)["TradingDaysBehind"] == 0
+
+
+def test_range_mode_emits_no_freshness_figure(runtime, capsys):
+    scraper.handle({"tickers": ["SPY"], "start_date": "2010-01-04", "end_date": "2010-02-26"}, runtime)
+    assert "TradingDaysBehind" not in emf_summary(capsys.readouterr().out)
+
+
 def test_lambda_handler_builds_its_runtime_from_the_environment(simulator, bucket, monkeypatch, tmp_path):
     monkeypatch.setenv("DATA_BUCKET", bucket)
     monkeypatch.setenv("TIINGO_API_TOKEN", TEST_TOKEN)

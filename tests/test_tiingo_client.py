@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.server
 import json
 import logging
 import threading
@@ -19,6 +18,7 @@ from stockpipe.errors import (
     AuthenticationError,
     BadPayloadError,
     MonthlyLimitError,
+    NetworkError,
     NotFoundError,
     RateLimitError,
     ServerError,
@@ -27,49 +27,12 @@ from stockpipe.errors import (
 )
 from stockpipe.prices import PRICE_SCHEMA, TIINGO_KEYS
 from stockpipe.ratelimit import RateLimiter
-from stockpipe.tiingo import RequestStats, TickerMetadata, TiingoClient
+from stockpipe.tiingo import DEFAULT_NETWORK_RETRIES, RequestStats, TickerMetadata, TiingoClient
 from stockpipe_local.simulator import HOURLY_LIMIT_DETAIL, MONTHLY_SYMBOL_TEXT, TiingoSimulator
 from tests.conftest import TEST_TOKEN
+from tests.tiingo_standin import TiingoStandIn
 
 MAX_RETRIES = 3
-
-
-class ScriptedServer:
-    """A loopback HTTP server answering a fixed script of (status, headers, body), for the Tiingo
-    answers the simulator has no fault for (wrapped monthly text, HTTP-date Retry-After, odd bodies)."""
-
-    def __init__(self, script: list[tuple[int, dict[str, str], bytes]]) -> None:
-        self.script = list(script)
-        self.hits: list[str] = []
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                outer.hits.append(self.path)
-                status, headers, body = outer.script.pop(0)
-                self.send_response(status)
-                for name, value in {"Content-Type": "application/json", **headers}.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> ScriptedServer:
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 class SleepRecorder:
@@ -104,7 +67,9 @@ def expected_table(rows: list[dict]) -> dict[str, list]:
 
 def test_prices_round_trip_exactly(client: TiingoClient, simulator: TiingoSimulator) -> None:
     start, end = date(2019, 1, 1), date(2024, 6, 14)
-    table = client.get_prices("AAPL", start, end)
+    reply = client.get_prices("AAPL", start, end)
+    table = reply.table
+    assert (reply.rejected, reply.rejected_rows, reply.out_of_range_rows) == ([], 0, 0)
     assert table.schema == PRICE_SCHEMA
     rows = simulator.history("AAPL", start, end)
     assert table.num_rows == len(rows) > 1000
@@ -113,7 +78,7 @@ def test_prices_round_trip_exactly(client: TiingoClient, simulator: TiingoSimula
 
 
 def test_latest_bar(client: TiingoClient, simulator: TiingoSimulator) -> None:
-    table = client.get_latest("aapl")
+    table = client.get_latest("aapl").table
     assert table.num_rows == 1
     assert table.to_pydict() == expected_table(
         simulator.history("AAPL", date(2024, 6, 14), date(2024, 6, 14))
@@ -123,23 +88,23 @@ def test_latest_bar(client: TiingoClient, simulator: TiingoSimulator) -> None:
 
 def test_float_volumes_are_read_as_integers(client: TiingoClient, simulator: TiingoSimulator) -> None:
     simulator.inject("float_volume")
-    table = client.get_prices("MSFT", date(2024, 6, 10), date(2024, 6, 14))
+    table = client.get_prices("MSFT", date(2024, 6, 10), date(2024, 6, 14)).table
     rows = simulator.history("MSFT", date(2024, 6, 10), date(2024, 6, 14))
     assert table.column("volume").type == pa.int64()
     assert table.column("volume").to_pylist() == [r["volume"] for r in rows]
 
 
 def test_empty_range_is_an_empty_table(client: TiingoClient, simulator: TiingoSimulator) -> None:
-    table = client.get_prices("AAPL", date(2024, 6, 15), date(2024, 6, 16))
+    table = client.get_prices("AAPL", date(2024, 6, 15), date(2024, 6, 16)).table
     assert table.num_rows == 0
     assert table.schema == PRICE_SCHEMA
     assert simulator.count() == 1
     simulator.inject("empty")
-    assert client.get_latest("AAPL").num_rows == 0
+    assert client.get_latest("AAPL").table.num_rows == 0
 
 
 def test_ticker_normalisation(client: TiingoClient, simulator: TiingoSimulator) -> None:
-    assert client.get_prices(" brk.b ", date(2024, 6, 14), date(2024, 6, 14)).num_rows == 1
+    assert client.get_prices(" brk.b ", date(2024, 6, 14), date(2024, 6, 14)).table.num_rows == 1
     assert simulator.requests[-1].path == "/tiingo/daily/BRK-B/prices"
     for bad in ("", "AA PL", "AAPL/../x", "A" * 21, "ÄAPL", None, 42):
         with pytest.raises(ValueError, match="ticker"):
@@ -208,26 +173,59 @@ def test_not_found_and_real_auth_errors(simulator: TiingoSimulator, sleeps: Slee
 def test_monthly_text_wrapped_in_detail_is_still_monthly(sleeps: SleepRecorder) -> None:
     """Tiingo sometimes wraps the monthly text in {"detail": ...}; with HTTP 200 or 429 it is monthly."""
     wrapped = json.dumps({"detail": MONTHLY_SYMBOL_TEXT}).encode()
-    server = ScriptedServer([(200, {}, wrapped), (429, {}, wrapped)])
+    server = TiingoStandIn.scripted([(200, {}, wrapped), (429, {}, wrapped)])
     with server, TiingoClient(TEST_TOKEN, base_url=server.url, sleep=sleeps) as c:
         for _ in range(2):
             with pytest.raises(RateLimitError, match="500 symbol look up") as caught:
                 c.get_latest("AAPL")
             assert isinstance(caught.value, MonthlyLimitError)
-    assert len(server.hits) == 2
+    assert len(server.requests) == 2
     assert sleeps.calls == []
 
 
-def test_malformed_rows_name_the_ticker(sleeps: SleepRecorder) -> None:
-    server = ScriptedServer([(200, {}, b'[{"date": "yesterday", "close": 1.0}]')])
+def test_a_200_with_a_detail_quotes_tiingo_scrubbed_and_a_wrong_shape_is_named_by_type(sleeps) -> None:
+    detail = json.dumps({"detail": f"Error: Ticker 'AAPL' not available for {TEST_TOKEN}"}).encode()
+    shape = json.dumps({"rows": [TEST_TOKEN]}).encode()
+    server = TiingoStandIn.scripted([(200, {}, detail), (200, {}, shape)])
+    with server, TiingoClient(TEST_TOKEN, base_url=server.url, sleep=sleeps) as c:
+        with pytest.raises(
+            BadPayloadError, match=r"Tiingo says: Error: Ticker 'AAPL' not available for \*\*\*"
+        ):
+            c.get_latest("AAPL")
+        with pytest.raises(BadPayloadError) as caught:
+            c.get_latest("AAPL")
+    assert str(caught.value) == "Tiingo request for AAPL: HTTP 200: expected a JSON list, got dict"
+
+
+def test_a_body_that_is_not_a_list_of_rows_names_the_ticker(sleeps: SleepRecorder) -> None:
+    server = TiingoStandIn.scripted([(200, {}, b'[{"date": "2024-06-10", "close": 1.0}, 7]')])
     c = TiingoClient(TEST_TOKEN, base_url=server.url, sleep=sleeps)
-    with server, c, pytest.raises(BadPayloadError, match=r"Tiingo prices for AAPL: .*date"):
+    with server, c, pytest.raises(BadPayloadError, match=r"Tiingo prices for AAPL: .*JSON object"):
         c.get_prices("AAPL", date(2024, 6, 10), date(2024, 6, 14))
+
+
+def test_invalid_rows_are_quarantined_not_returned(sleeps: SleepRecorder) -> None:
+    body = (
+        b'[{"date": "yesterday", "close": 1.0}, {"date": "2024-06-11T00:00:00.000Z", "close": NaN},'
+        b' {"date": "2024-06-12T00:00:00+00:00", "close": 2.0}, {"date": "2024-06-20", "close": 3.0}]'
+    )
+    server = TiingoStandIn.scripted([(200, {}, body)])
+    with server, TiingoClient(TEST_TOKEN, base_url=server.url, sleep=sleeps) as c:
+        reply = c.get_prices("AAPL", date(2024, 6, 10), date(2024, 6, 14))
+    assert reply.table.column("date").to_pylist() == [date(2024, 6, 12)]
+    assert reply.rejected == [
+        {
+            "date": None,
+            "reason": "date is not a Tiingo date (YYYY-MM-DD, optionally T00:00:00[.000][Z|+00:00])",
+        },
+        {"date": "2024-06-11", "reason": "close is not finite (NaN or Infinity)"},
+    ]
+    assert (reply.rejected_rows, reply.out_of_range_rows) == (2, 1)
 
 
 def test_detail_is_sanitised_and_truncated(sleeps: SleepRecorder) -> None:
     nasty = {"detail": "bad\x1b[31m thing\n" + "x" * 5000 + TEST_TOKEN}
-    server = ScriptedServer([(400, {}, json.dumps(nasty).encode())])
+    server = TiingoStandIn.scripted([(400, {}, json.dumps(nasty).encode())])
     c = TiingoClient(TEST_TOKEN, base_url=server.url, sleep=sleeps)
     with server, c, pytest.raises(TiingoError) as caught:
         c.get_latest("AAPL")
@@ -237,7 +235,7 @@ def test_detail_is_sanitised_and_truncated(sleeps: SleepRecorder) -> None:
     assert message.isprintable()
     assert len(message) < 300
     assert TEST_TOKEN not in message
-    assert len(server.hits) == 1  # a 400 is not retried
+    assert len(server.requests) == 1  # a 400 is not retried
 
 
 @pytest.mark.parametrize("fault", ["429", "500", "502", "503", "reset", "timeout"])
@@ -250,7 +248,7 @@ def test_retryable_faults_are_retried_to_success(
     with TiingoClient(
         TEST_TOKEN, base_url=simulator.base_url, timeout=0.25, max_retries=MAX_RETRIES, sleep=sleeps
     ) as c:
-        table = c.get_prices("AAPL", date(2024, 6, 10), date(2024, 6, 14), stats=stats)
+        table = c.get_prices("AAPL", date(2024, 6, 10), date(2024, 6, 14), stats=stats).table
         assert table.num_rows == 5
         assert (stats.requests, stats.retries) == (3, 2)
         assert stats.rate_limited == (2 if fault == "429" else 0)
@@ -263,20 +261,29 @@ def test_retryable_faults_are_retried_to_success(
 
 
 @pytest.mark.parametrize(
-    ("fault", "error"),
-    [("500", ServerError), ("429", RateLimitError), ("reset", TransportError)],
+    ("fault", "error", "retries"),
+    [
+        ("500", ServerError, MAX_RETRIES),
+        ("429", RateLimitError, MAX_RETRIES),
+        ("timeout", TransportError, MAX_RETRIES),
+        ("reset", NetworkError, DEFAULT_NETWORK_RETRIES),  # unreachable: a short retry, then the run stops
+    ],
 )
 def test_retries_are_bounded(
-    client: TiingoClient, simulator: TiingoSimulator, sleeps: SleepRecorder, fault: str, error: type
+    simulator: TiingoSimulator, sleeps: SleepRecorder, fault: str, error: type, retries: int
 ) -> None:
+    simulator.slow_seconds = 1.0
     simulator.inject(fault, 50)
     stats = RequestStats()
-    with pytest.raises(error) as caught:
-        client.get_latest("AAPL", stats=stats)
+    c = TiingoClient(
+        TEST_TOKEN, base_url=simulator.base_url, timeout=0.25, max_retries=MAX_RETRIES, sleep=sleeps
+    )
+    with c, pytest.raises(error) as caught:
+        c.get_latest("AAPL", stats=stats)
     assert caught.value.retryable
-    assert simulator.count() == MAX_RETRIES + 1
-    assert (stats.requests, stats.retries) == (MAX_RETRIES + 1, MAX_RETRIES)
-    assert len(sleeps.calls) == MAX_RETRIES
+    assert simulator.count() == retries + 1
+    assert (stats.requests, stats.retries) == (retries + 1, retries)  # a lost connection may have counted
+    assert len(sleeps.calls) == retries
     assert all(0 <= s <= min(30.0, 0.5 * 2**i) for i, s in enumerate(sleeps.calls))
 
 
@@ -285,7 +292,7 @@ def test_retry_after_seconds_and_http_date_are_honoured(
 ) -> None:
     simulator.inject("429", retry_after=7)
     simulator.inject("429", retry_after=2.5)
-    assert client.get_latest("AAPL").num_rows == 1
+    assert client.get_latest("AAPL").table.num_rows == 1
     assert sleeps.calls == [7.0, 2.5]
     assert simulator.count(status=429) == 2
 
@@ -293,10 +300,10 @@ def test_retry_after_seconds_and_http_date_are_honoured(
 def test_retry_after_http_date(sleeps: SleepRecorder) -> None:
     when = format_datetime(datetime.now(UTC) + timedelta(seconds=20), usegmt=True)
     body = json.dumps({"detail": HOURLY_LIMIT_DETAIL}).encode()
-    server = ScriptedServer([(429, {"Retry-After": when}, body), (200, {}, b"[]")])
+    server = TiingoStandIn.scripted([(429, {"Retry-After": when}, body), (200, {}, b"[]")])
     with server, TiingoClient(TEST_TOKEN, base_url=server.url, sleep=sleeps) as c:
-        assert c.get_latest("AAPL").num_rows == 0
-    assert len(server.hits) == 2
+        assert c.get_latest("AAPL").table.num_rows == 0
+    assert len(server.requests) == 2
     assert len(sleeps.calls) == 1
     assert 15 <= sleeps.calls[0] <= 20
 
@@ -329,6 +336,8 @@ def test_bad_payloads_are_errors_not_data(
         client.get_prices("AAPL", date(2024, 6, 10), date(2024, 6, 14), stats=stats)
     assert "AAPL" in str(caught.value)
     assert "HTTP 200" in str(caught.value)
+    if fault != "html":  # data, whole or cut off, is never quoted (an error page is, scrubbed)
+        assert "date" not in str(caught.value)
     # A malformed 200 is not a transient transport problem: one attempt, no retry.
     assert (stats.requests, stats.retries) == (1, 0)
     assert simulator.count() == 1
@@ -370,7 +379,9 @@ def test_concurrent_use_from_16_threads(client: TiingoClient, simulator: TiingoS
     for ticker in tickers[::6]:
         simulator.inject("500", ticker=ticker)  # 8 tickers each fail once
     with ThreadPoolExecutor(16) as pool:
-        tables = list(pool.map(lambda t: client.get_prices(t, date(2024, 1, 1), date(2024, 6, 14)), tickers))
+        tables = list(
+            pool.map(lambda t: client.get_prices(t, date(2024, 1, 1), date(2024, 6, 14)).table, tickers)
+        )
     for ticker, table in zip(tickers, tables, strict=True):
         assert table.to_pydict() == expected_table(
             simulator.history(ticker, date(2024, 1, 1), date(2024, 6, 14))
@@ -436,7 +447,7 @@ def test_token_never_leaks(
         ) as c:
             try:
                 c.get_latest("AAPL")
-            except TransportError as exc:
+            except NetworkError as exc:
                 errors.append(exc)
     finally:
         stockpipe_logger.removeHandler(caplog.handler)

@@ -1,16 +1,41 @@
-"""The NYSE trading calendar (regular holidays), shared by the simulator and the gap report.
+"""The NYSE trading calendar and New York time: shared by the scraper's freshness figure, the
+orchestrator, the simulator and the gap report.
 
 Rule-based: weekends, New Year's Day, MLK Day (1998+), Washington's Birthday, Good Friday, Memorial
 Day, Juneteenth (2022+), Independence Day, Labor Day, Thanksgiving and Christmas, with the exchange's
-weekend-observance rules. One-off closures (e.g. 2001-09-11..14, 2012-10-29..30, national days of
-mourning) are not modelled, so a real gap report may show those few days as missing.
+weekend-observance rules, plus the one-off closures since 2000 (``SPECIAL_CLOSURES``). Checked against
+``exchange_calendars``' XNYS for 2000-2030 in the tests (a test-only oracle: it needs pandas, which the
+images never carry). A closure announced later is one line in ``SPECIAL_CLOSURES``.
+
+New York time is computed from the US daylight-saving rule in force since 2007 rather than from the
+IANA database: the Lambda base image carries no time-zone data, and one rule for one zone is all the
+pipeline needs (the tests compare it with ``zoneinfo`` hour by hour around every change, 2007-2035).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
+from typing import Final
+
+# Days the exchange closed outside its holiday rules (attacks, storms, national days of mourning).
+SPECIAL_CLOSURES: Final = frozenset(
+    {
+        date(2001, 9, 11),  # the September 11 attacks: closed through the 14th
+        date(2001, 9, 12),
+        date(2001, 9, 13),
+        date(2001, 9, 14),
+        date(2004, 6, 11),  # national day of mourning, President Reagan
+        date(2007, 1, 2),  # national day of mourning, President Ford
+        date(2012, 10, 29),  # Hurricane Sandy
+        date(2012, 10, 30),
+        date(2018, 12, 5),  # national day of mourning, President George H. W. Bush
+        date(2025, 1, 9),  # national day of mourning, President Carter
+    }
+)
+# When a session's end-of-day bar is due: Tiingo publishes around 17:30 New York time.
+EOD_DUE: Final = time(18, 0)
 
 
 def _easter(year: int) -> date:
@@ -63,6 +88,7 @@ def holidays(year: int) -> frozenset[date]:
         days.add(_nth_weekday(year, 1, 0, 3))  # Martin Luther King Jr. Day
     if year >= 2022:
         days.add(_observed(date(year, 6, 19)))  # Juneteenth
+    days.update(day for day in SPECIAL_CLOSURES if day.year == year)
     return frozenset(days)
 
 
@@ -77,3 +103,40 @@ def trading_days(start: date, end: date) -> Iterator[date]:
         if is_trading_day(day):
             yield day
         day += timedelta(days=1)
+
+
+def previous_trading_day(day: date) -> date:
+    """The last trading day strictly before ``day``."""
+    day -= timedelta(days=1)
+    while not is_trading_day(day):
+        day -= timedelta(days=1)
+    return day
+
+
+def trading_days_after(last: date, until: date) -> int:
+    """How many trading days lie in ``(last, until]`` (0 when ``last >= until``)."""
+    return sum(1 for _ in trading_days(last + timedelta(days=1), until))
+
+
+def new_york_time(instant: datetime) -> datetime:
+    """``instant`` (time-zone aware) as naive New York wall-clock time (EST, or EDT in summer).
+
+    Daylight time runs from the second Sunday of March, 2:00 EST (07:00 UTC), to the first Sunday of
+    November, 2:00 EDT (06:00 UTC): the US rule since 2007.
+    """
+    utc = instant.astimezone(UTC).replace(tzinfo=None)
+    begins = datetime.combine(_nth_weekday(utc.year, 3, 6, 2), time(7))
+    ends = datetime.combine(_nth_weekday(utc.year, 11, 6, 1), time(6))
+    return utc - timedelta(hours=4 if begins <= utc < ends else 5)
+
+
+def new_york_today(instant: datetime) -> date:
+    return new_york_time(instant).date()
+
+
+def last_completed_trading_day(instant: datetime) -> date:
+    """The newest trading day whose end-of-day bar is due at ``instant`` (from EOD_DUE New York time)."""
+    local = new_york_time(instant)
+    if is_trading_day(local.date()) and local.time() >= EOD_DUE:
+        return local.date()
+    return previous_trading_day(local.date())

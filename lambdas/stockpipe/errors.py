@@ -13,8 +13,9 @@ summaries, logs, ``progress.json`` and the CLI record that kind plus a message t
     │   ├── ServerError                     server          5xx
     │   ├── BadPayloadError                 bad_payload     a 200 that is not valid data
     │   ├── TransportError                  timeout         the request timed out
-    │   └── NetworkError                    network         DNS, refused, reset, TLS: Tiingo not reached
+    │   └── NetworkError                    network         DNS, refused, reset, TLS, connect timeout
     ├── StoreError                          store           a stored object cannot be read or written
+    │   ├── ContentionError                 store           a compare-and-swap write lost every race
     │   └── PreconditionFailed              conflict        a conditional write lost the race
     └── SkippedError                        skipped         not attempted: the run stopped first
 
@@ -134,7 +135,11 @@ class TransportError(TiingoError):
 
 
 class NetworkError(TiingoError):
-    """Tiingo was never reached (DNS, connection refused or reset, TLS): not a Tiingo request."""
+    """Tiingo could not be reached (DNS, refused, TLS, connect timeout) or the connection broke.
+
+    A connection never made is no Tiingo request (not counted, its rate-limiter slot handed back); one
+    that broke after the request was sent may have counted at Tiingo and is counted (tiingo.py).
+    """
 
     kind = FailureKind.NETWORK
     retryable = True
@@ -150,6 +155,14 @@ class PreconditionFailed(StoreError):
     """A conditional write lost the race (S3 412/409, or the local equivalent)."""
 
     kind = FailureKind.CONFLICT
+
+
+class ContentionError(StoreError):
+    """A compare-and-swap write lost every race it was allowed (``objectstore.compare_and_swap``).
+
+    Not a PreconditionFailed on purpose: callers that re-read and retry on one lost race must not
+    retry a give-up (the loop that gave up already did).
+    """
 
 
 class SkippedError(StockpipeError):

@@ -1,6 +1,9 @@
 """Structured JSON logs (one object per line) and CloudWatch Embedded Metric Format.
 
 CloudWatch turns an EMF log line into metrics without any API call, so alarms cost nothing extra.
+Every line passes ``errors.scrub`` as a whole, just before it is written: whatever a message, an extra
+field or an exception carries, no registered secret leaves through the logs. An exception is logged as
+its type, its cleaned message and the frames it passed (file, line, function: no values).
 """
 
 from __future__ import annotations
@@ -10,9 +13,11 @@ import logging
 import os
 import sys
 import time
+import traceback
 from collections.abc import Mapping
 from typing import Any
 
+from stockpipe.errors import clean_message, scrub
 from stockpipe.layout import METRIC_NAMESPACE
 
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
@@ -44,8 +49,12 @@ class JsonFormatter(logging.Formatter):
         entry.update({k: v for k, v in record.__dict__.items() if k not in _RESERVED})
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
-            entry["exception"] = f"{type(exc).__name__}: {str(exc)[:500]}"
-        return json.dumps(entry, default=str)
+            entry["exception"] = f"{type(exc).__name__}: {clean_message(exc, 500)}"  # scrubbed, then cut
+            entry["frames"] = [
+                f"{frame.filename.rpartition('/')[2]}:{frame.lineno} {frame.name}"
+                for frame in traceback.extract_tb(exc.__traceback__)
+            ]
+        return scrub(json.dumps(entry, default=str))
 
 
 def get_logger(name: str) -> logging.Logger:

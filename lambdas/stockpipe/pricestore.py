@@ -1,14 +1,18 @@
 """Daily prices as Parquet, one object per ticker-year: the dataset's public layout.
 
 ``prices/daily/ticker=<T>/year=<Y>/data.parquet`` under the store root, schema ``PRICE_SCHEMA``, rows
-sorted and unique by date, zstd. Writes are upserts done as compare-and-swap loops, so concurrent writers
-of the same ticker-year never lose each other's rows.
+sorted and unique by date, zstd. Writes are upserts through ``objectstore.compare_and_swap``, so
+concurrent writers of the same ticker-year never lose each other's rows.
+
+Reading is strict: an object that is not Parquet, has other columns, unreadable
+``stockpipe.adjusted_as_of`` metadata, null dates or rows of another year is a StoreError naming the
+key and the cause. The caller fails that one ticker and never writes over the object, so a bad object
+costs one ticker and stays as it is for a human to look at.
 """
 
 from __future__ import annotations
 
 import io
-import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -18,10 +22,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from stockpipe.errors import PreconditionFailed, StoreError
+from stockpipe.errors import StoreError, clean_message
 from stockpipe.layout import PRICES_PREFIX, ticker_prefix
 from stockpipe.layout import price_key as object_key
-from stockpipe.objectstore import ObjectStore
+from stockpipe.objectstore import DEFAULT_MAX_ATTEMPTS, ObjectStore, compare_and_swap
 from stockpipe.prices import PRICE_SCHEMA, date_bounds, empty_table, normalize
 
 # Parquet key-value metadata: when the oldest rows of the object were fetched. Tiingo restates adjusted
@@ -64,15 +68,59 @@ class YearObject:
 Latest = tuple[int, YearObject] | None  # a ticker's newest stored year and its object (None: nothing stored)
 
 
-def decode(body: bytes, version: str | None = None) -> YearObject:
-    # ParquetFile.read: a plain file read, without read_table's dataset machinery (~2.5x faster here).
-    table = pq.ParquetFile(io.BytesIO(body)).read()
-    raw = (table.schema.metadata or {}).get(ADJUSTED_AS_OF)
-    as_of = datetime.fromisoformat(raw.decode()) if raw else None
-    table = table.replace_schema_metadata(None)
-    if not table.schema.equals(PRICE_SCHEMA):
-        table = table.cast(PRICE_SCHEMA)  # e.g. a file written by another tool: same columns, other types
+class UnreadableObject(ValueError):
+    """What is wrong with a stored object, in our words: pyarrow's messages can quote stored values."""
+
+
+def decode(body: bytes, year: int, version: str | None = None) -> YearObject:
+    """A stored year object; UnreadableObject saying what is wrong with it (the caller names the key)."""
+    try:
+        # ParquetFile.read: a plain file read, without read_table's dataset machinery (~2.5x faster here).
+        table = pq.ParquetFile(io.BytesIO(body)).read()
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise UnreadableObject(f"not a readable Parquet file ({type(exc).__name__})") from None
+    as_of = _adjusted_as_of(table.schema.metadata or {})
+    table = _as_price_schema(table.replace_schema_metadata(None))
+    bounds = date_bounds(table)
+    if bounds and not bounds[0].year == bounds[1].year == year:
+        raise UnreadableObject(f"rows dated {bounds[0]}..{bounds[1]} in the object of year {year}")
     return YearObject(table, as_of, version)
+
+
+def _adjusted_as_of(metadata: Mapping[bytes, bytes]) -> datetime | None:
+    raw = metadata.get(ADJUSTED_AS_OF)
+    if raw is None:
+        return None  # e.g. written by another tool: no fetch time known
+    try:
+        as_of = datetime.fromisoformat(raw.decode())
+    except (UnicodeDecodeError, ValueError):
+        as_of = None
+    if as_of is None or as_of.tzinfo is None:
+        raise UnreadableObject(f"{ADJUSTED_AS_OF.decode()} metadata is not an ISO timestamp with a time zone")
+    return as_of
+
+
+def _as_price_schema(table: pa.Table) -> pa.Table:
+    if table.schema.equals(PRICE_SCHEMA):
+        return table
+    names = set(table.column_names)
+    extra = sorted(names - set(PRICE_SCHEMA.names))
+    missing = [name for name in PRICE_SCHEMA.names if name not in names]
+    problems = [
+        f"{label} {', '.join(cols)}" for label, cols in (("unexpected", extra), ("missing", missing)) if cols
+    ]
+    if problems or len(names) != table.num_columns:
+        found = clean_message("; ".join(problems) or "duplicate column names", 160)
+        raise UnreadableObject(f"columns differ from the price schema ({found})")
+    table = table.select(PRICE_SCHEMA.names)
+    nulls = table.column("date").null_count
+    if nulls:
+        raise UnreadableObject(f"{nulls} row(s) without a date")
+    try:  # e.g. written by another tool: the same columns with other types
+        return table.cast(PRICE_SCHEMA)
+    except (pa.ArrowException, ValueError, TypeError) as exc:
+        # pyarrow's message quotes the offending value: named by type only.
+        raise UnreadableObject(f"columns cannot be read as the price schema ({type(exc).__name__})") from None
 
 
 class PriceStore:
@@ -80,7 +128,7 @@ class PriceStore:
         self,
         store: ObjectStore,
         *,
-        max_attempts: int = 20,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.store = store
@@ -89,10 +137,15 @@ class PriceStore:
         self._oldest_fetch: dict[str, datetime | None] = {}
 
     def read_year(self, ticker: str, year: int) -> YearObject:
-        stored = self.store.get(object_key(ticker, year))
+        """The object of ticker-year (empty when absent); StoreError naming the key when unreadable."""
+        key = object_key(ticker, year)
+        stored = self.store.get(key)
         if stored is None:
             return YearObject(empty_table(), None, None)
-        return decode(stored.body, stored.version)
+        try:
+            return decode(stored.body, year, stored.version)
+        except UnreadableObject as exc:
+            raise StoreError(f"cannot read {self.store.describe(key)}: {exc}") from None
 
     def years(self, ticker: str) -> list[int]:
         prefix = ticker_prefix(ticker)
@@ -181,26 +234,32 @@ class PriceStore:
         self, ticker: str, year: int, rows: pa.Table, fetched_at: datetime, known: YearObject | None
     ) -> None:
         key = object_key(ticker, year)
-        for attempt in range(self.max_attempts):
-            fresh = known is None or attempt > 0
-            current = self.read_year(ticker, year) if fresh else known
+
+        def attempt(lost: int) -> None:
+            current = known if known is not None and lost == 0 else self.read_year(ticker, year)
             merged = merge(current.table, rows)
-            if current.version is not None and merged.equals(current.table):
-                if fresh:
-                    return  # same rows already stored: no new object version
-                continue  # the caller's copy may be stale: confirm against the store before skipping
-            # The object is only as fresh as its oldest row that this write does not replace.
-            keeps_older_rows = (
-                current.table.num_rows > 0
-                and not pc.all(pc.is_in(current.table.column("date"), value_set=rows.column("date"))).as_py()
-            )
-            as_of = fetched_at
-            if keeps_older_rows and current.adjusted_as_of:
-                as_of = min(current.adjusted_as_of, fetched_at)
-            try:
-                self.store.put(key, encode(merged, as_of), expected_version=current.version)
-                return
-            except PreconditionFailed:
-                # Another writer updated the object: re-read, re-merge, try again (jittered backoff).
-                self.sleep(random.uniform(0, min(1.0, 0.02 * 2**attempt)))
-        raise StoreError(f"gave up writing {self.store.describe(key)} after {self.max_attempts} conflicts")
+            if current is known and _unchanged(current, merged):
+                current = self.read_year(ticker, year)  # the caller's copy may be stale: confirm first
+                merged = merge(current.table, rows)
+            if _unchanged(current, merged):
+                return  # same rows already stored: no new object version
+            as_of = _adjusted_as_of_after(current, rows, fetched_at)
+            self.store.put(key, encode(merged, as_of), expected_version=current.version)
+
+        what = self.store.describe(key)
+        compare_and_swap(attempt, what=what, max_attempts=self.max_attempts, sleep=self.sleep)
+
+
+def _unchanged(current: YearObject, merged: pa.Table) -> bool:
+    return current.version is not None and merged.equals(current.table)
+
+
+def _adjusted_as_of_after(current: YearObject, rows: pa.Table, fetched_at: datetime) -> datetime:
+    """The object is only as fresh as its oldest row that this write does not replace."""
+    keeps_older_rows = (
+        current.table.num_rows > 0
+        and not pc.all(pc.is_in(current.table.column("date"), value_set=rows.column("date"))).as_py()
+    )
+    if keeps_older_rows and current.adjusted_as_of:
+        return min(current.adjusted_as_of, fetched_at)
+    return fetched_at

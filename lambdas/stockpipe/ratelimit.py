@@ -4,17 +4,29 @@ Tiingo counts requests per clock-aligned hour and answers 429 past the quota. A 
 one particular interval of length ``window``; a limiter that allows at most ``limit`` acquisitions in
 *every* interval of that length therefore never exceeds the server's quota, yet lets a steady run use
 all of it (``limit`` requests, then each further one as soon as the oldest leaves the window).
+
+A slot counts a request Tiingo may have seen. A request that never left (the connection could not be
+made) is no request: its caller hands the slot back with ``give_back``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from stockpipe.errors import RateLimitError
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One acquisition: when it was counted (what ``give_back`` un-counts)."""
+
+    time: float
 
 
 class RateLimiter:
@@ -48,24 +60,24 @@ class RateLimiter:
         """Tiingo's plans are stated per hour (50 on the free plan)."""
         return cls(n, 3600.0, **kwargs)
 
-    def _reserve(self) -> float:
-        """Take a slot now and return 0.0, or return how long to wait before trying again."""
+    def _reserve(self) -> Slot | float:
+        """Take a slot now, or return how long to wait before trying again."""
         with self._lock:
             now = self._clock()
             if len(self._times) < self.limit:
                 self._times.append(now)
-                return 0.0
+                return Slot(now)
             wait = self._times[0] + self.window - now
             if wait <= 0:
                 self._times.append(now)  # maxlen drops the oldest
-                return 0.0
+                return Slot(now)
             return wait
 
     def try_acquire(self) -> bool:
         """Take a slot if one is free right now; never blocks."""
-        return self._reserve() == 0.0
+        return isinstance(self._reserve(), Slot)
 
-    def acquire(self, max_wait: float | None = None) -> None:
+    def acquire(self, max_wait: float | None = None) -> Slot:
         """Block until one more request fits in the window, then count it.
 
         With ``max_wait``, raise RateLimitError instead of waiting longer than that: a Lambda cannot
@@ -73,8 +85,8 @@ class RateLimiter:
         """
         while True:
             wait = self._reserve()
-            if wait == 0.0:
-                return
+            if isinstance(wait, Slot):
+                return wait
             if max_wait is not None and wait > max_wait:
                 raise RateLimitError(
                     f"client-side limit of {self.limit} requests per {self.window:g} s reached; "
@@ -83,6 +95,15 @@ class RateLimiter:
                 )
             # Sleep outside the lock; another thread may take the slot first, so re-check afterwards.
             self._sleep(wait)
+
+    def give_back(self, slot: Slot) -> None:
+        """Un-count an acquisition whose request never left (it cannot have counted at the server).
+
+        Once per slot. A slot the window no longer holds (``maxlen`` dropped it as too old to matter)
+        is a no-op.
+        """
+        with self._lock, contextlib.suppress(ValueError):
+            self._times.remove(slot.time)  # equal times are interchangeable
 
     def __repr__(self) -> str:
         return f"RateLimiter(limit={self.limit}, window={self.window})"

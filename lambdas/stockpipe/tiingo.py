@@ -1,23 +1,33 @@
-"""The Tiingo end-of-day HTTP client: typed errors, bounded retries, and a token that never leaks.
+"""The Tiingo end-of-day HTTP client: typed errors, bounded retries, screened replies, a safe token.
 
 One client is shared by a thread pool (httpx.Client is thread-safe; its pool is sized by
 ``max_connections``). Every HTTP attempt first takes a slot from the optional RateLimiter, so a run
 that keeps to the limiter never trips Tiingo's hourly quota. The token travels only in the
-``Authorization`` header: never in URLs, messages, reprs or exception chains.
+``Authorization`` header: never in URLs, messages, reprs or exception chains; it comes from a
+``TokenSource`` (re-read after its maximum age, and once at once when Tiingo refuses it).
+
+Every price reply passes ``validation.screen`` before it becomes a table: invalid rows are quarantined
+(listed in ``PriceReply.rejected``), rows outside the requested range are counted and dropped.
+
+Where a failure happened decides what it costs::
+
+    connect failed (DNS, refused, TLS, connect timeout)  NetworkError  not a request; slot given back
+    connection lost after the request was sent           NetworkError  a request (Tiingo may count it)
+    no answer in time                                     TransportError (timeout)
+    an answer                                             tiingo_replies.interpret
 """
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from email.utils import parsedate_to_datetime
+from datetime import date
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pyarrow as pa
@@ -25,34 +35,33 @@ import pyarrow as pa
 from stockpipe.errors import (
     AuthenticationError,
     BadPayloadError,
-    MonthlyLimitError,
-    NotFoundError,
+    NetworkError,
     RateLimitError,
-    ServerError,
     TiingoError,
     TransportError,
+    clean_message,
 )
 from stockpipe.logs import get_logger
-from stockpipe.prices import rows_to_table
-from stockpipe.ratelimit import RateLimiter
-from stockpipe.secrets import resolve_token
-from stockpipe.settings import DEFAULT_MAX_RETRIES, env_int
+from stockpipe.prices import screened_table
+from stockpipe.ratelimit import RateLimiter, Slot
+from stockpipe.secrets import TokenSource, token_source_from_env
+from stockpipe.settings import DEFAULT_MAX_RETRIES, DEFAULT_TIINGO_BASE_URL, TiingoSettings
 from stockpipe.tickers import normalize_ticker
+from stockpipe.tiingo_replies import interpret
+from stockpipe.validation import DATE_RULE, parse_day, screen
 
-DEFAULT_BASE_URL = "https://api.tiingo.com"
+DEFAULT_BASE_URL = DEFAULT_TIINGO_BASE_URL
+# Tiingo unreachable is usually not a blip a long backoff fixes, and it stops the run: retry briefly.
+DEFAULT_NETWORK_RETRIES = 2
 
 _log = get_logger("tiingo")
-_DETAIL_CHARS = 200
-# Tiingo answers its monthly symbol / bandwidth limits with HTTP 200 and a sentence, not a status.
-_MONTHLY_MARKERS = ("symbol look up for this month", "monthly bandwidth allocation")
-_NOT_JSON = object()
 
 
 @dataclass
 class RequestStats:
     """Counts for one call, one ticker or (``client.stats``) the whole client."""
 
-    requests: int = 0  # HTTP attempts actually sent
+    requests: int = 0  # HTTP attempts that reached (or may have reached) Tiingo
     retries: int = 0  # attempts that were repeats after a retryable failure
     rate_limited: int = 0  # 429s and monthly-limit answers seen
 
@@ -65,18 +74,32 @@ class TickerMetadata:
     end_date: date | None
 
 
+@dataclass(frozen=True)
+class PriceReply:
+    """A screened price reply: the storable rows, and what was left out (see ``validation``)."""
+
+    table: pa.Table
+    rejected: list[dict[str, str | None]]  # {"date", "reason"}: the first validation.REJECTED_SHOWN
+    rejected_rows: int
+    out_of_range_rows: int
+
+
 def client_from_env(
     env: Mapping[str, str], *, secrets_client: Any = None, max_connections: int = 32
 ) -> TiingoClient:
-    """The client both Lambdas use: token from Secrets Manager (or the env), TIINGO_BASE_URL, and a
-    client-side limit of TIINGO_REQUESTS_PER_HOUR (0 or unset: none). A Lambda never sleeps out the
-    hourly quota: past TIINGO_MAX_LIMIT_WAIT_SECONDS (default 60) it stops and the next run goes on."""
-    per_hour = env_int(env, "TIINGO_REQUESTS_PER_HOUR", 0)
+    """The client both Lambdas use (``TiingoSettings``): token from Secrets Manager (or the env), and a
+    client-side limit of TIINGO_REQUESTS_PER_HOUR (0: none). A Lambda never sleeps out the hourly
+    quota: past TIINGO_MAX_LIMIT_WAIT_SECONDS it stops and the next run goes on."""
+    settings = TiingoSettings.from_env(env)
+    tokens = token_source_from_env(
+        env, max_age_minutes=settings.token_max_age_minutes, secrets_client=secrets_client
+    )
+    per_hour = settings.requests_per_hour
     return TiingoClient(
-        resolve_token(env, secrets_client=secrets_client),
-        base_url=env.get("TIINGO_BASE_URL") or DEFAULT_BASE_URL,
+        tokens,
+        base_url=settings.base_url,
         rate_limiter=RateLimiter.per_hour(per_hour) if per_hour else None,
-        max_limiter_wait=env_int(env, "TIINGO_MAX_LIMIT_WAIT_SECONDS", 60),
+        max_limiter_wait=settings.max_limit_wait_seconds,
         max_connections=max_connections,
     )
 
@@ -86,11 +109,12 @@ class TiingoClient:
 
     def __init__(
         self,
-        token: str,
+        token: str | TokenSource,
         *,
         base_url: str = DEFAULT_BASE_URL,
         timeout: float = 30.0,
         max_retries: int = DEFAULT_MAX_RETRIES,
+        network_retries: int = DEFAULT_NETWORK_RETRIES,
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
         rate_limiter: RateLimiter | None = None,
@@ -99,16 +123,13 @@ class TiingoClient:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if not isinstance(token, str) or not token.strip():
-            raise ValueError("a Tiingo API token is required (set TIINGO_API_TOKEN or TIINGO_SECRET_ARN)")
-        token = token.strip()
-        if not token.isprintable() or any(ch.isspace() for ch in token):
-            raise ValueError("the Tiingo API token contains whitespace or control characters")
-        if max_retries < 0:
-            raise ValueError("max_retries must be >= 0")
-        self._token = token  # kept only to scrub it from any text we quote back; never sent elsewhere
+        self._tokens = token if isinstance(token, TokenSource) else TokenSource.fixed(token)
+        if max_retries < 0 or network_retries < 0:
+            raise ValueError("max_retries and network_retries must be >= 0")
         self.base_url = base_url.rstrip("/")
+        self.host = urlsplit(self.base_url).hostname or self.base_url
         self.max_retries = max_retries
+        self.network_retries = network_retries
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.rate_limiter = rate_limiter
@@ -119,11 +140,7 @@ class TiingoClient:
         self.stats = RequestStats()
         self._http = httpx.Client(
             base_url=self.base_url,
-            headers={
-                "Authorization": f"Token {token}",
-                "Accept": "application/json",
-                "User-Agent": "stock-pipeline/0.1",
-            },
+            headers={"Accept": "application/json", "User-Agent": "stock-pipeline/0.1"},
             timeout=httpx.Timeout(timeout),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             transport=transport,
@@ -148,8 +165,8 @@ class TiingoClient:
 
     def get_prices(
         self, ticker: str, start: date, end: date, *, stats: RequestStats | None = None
-    ) -> pa.Table:
-        """Daily bars for [start, end] inclusive as a PRICE_SCHEMA table; no trading days -> empty table.
+    ) -> PriceReply:
+        """Daily bars for [start, end] inclusive, screened: rows outside it are never returned.
 
         ValueError (before any request) for a bad ticker or start > end.
         """
@@ -158,13 +175,15 @@ class TiingoClient:
             raise ValueError(f"{symbol}: start {start} is after end {end}")
         params = {"startDate": start.isoformat(), "endDate": end.isoformat()}
         rows = self._get_json(symbol, f"/tiingo/daily/{symbol}/prices", params, stats, expect=list)
-        return _to_table(symbol, rows)
+        return _reply(symbol, rows, start, end)
 
-    def get_latest(self, ticker: str, *, stats: RequestStats | None = None) -> pa.Table:
-        """The latest bar (Tiingo's no-date request) as a one-row table (empty if Tiingo has none)."""
+    def get_latest(
+        self, ticker: str, *, until: date | None = None, stats: RequestStats | None = None
+    ) -> PriceReply:
+        """The latest bar (Tiingo's no-date request), screened; a bar after ``until`` is out of range."""
         symbol = normalize_ticker(ticker)
         rows = self._get_json(symbol, f"/tiingo/daily/{symbol}/prices", None, stats, expect=list)
-        return _to_table(symbol, rows)
+        return _reply(symbol, rows, None, until)
 
     def get_metadata(self, ticker: str, *, stats: RequestStats | None = None) -> TickerMetadata:
         """Name and the first/last dates Tiingo has prices for (what a backfill plan starts from)."""
@@ -177,8 +196,8 @@ class TiingoClient:
         return TickerMetadata(
             ticker=symbol,
             name=name.strip() if isinstance(name, str) and name.strip() else None,
-            start_date=_parse_day(symbol, body.get("startDate"), "startDate"),
-            end_date=_parse_day(symbol, body.get("endDate"), "endDate"),
+            start_date=_metadata_day(symbol, body, "startDate"),
+            end_date=_metadata_day(symbol, body, "endDate"),
         )
 
     # ---- internals ---------------------------------------------------------------------------------
@@ -200,12 +219,22 @@ class TiingoClient:
     ) -> Any:
         """One logical request: attempts with backoff until a result or a non-retryable error."""
         attempt = 0
+        refreshed = False
         while True:
-            outcome = self._attempt(symbol, path, params, stats, expect)
+            token = self._tokens.current()
+            outcome = self._attempt(symbol, path, params, stats, expect, token)
             if not isinstance(outcome, TiingoError):
                 return outcome  # the parsed body
             error = outcome
-            if not error.retryable or attempt >= self.max_retries:
+            if isinstance(error, AuthenticationError) and not refreshed:
+                refreshed = True  # a rotated secret: re-read once, and retry at once if it changed
+                if self._tokens.refresh(token) != token:
+                    self._count(stats, "retries")
+                    continue
+            limit = self.max_retries
+            if isinstance(error, NetworkError):
+                limit = min(limit, self.network_retries)
+            if not error.retryable or attempt >= limit:
                 raise error
             delay = self._delay(attempt, error)
             if delay is None:
@@ -224,65 +253,40 @@ class TiingoClient:
             self._sleep(delay)
 
     def _attempt(
-        self, symbol: str, path: str, params: dict[str, str] | None, stats: RequestStats | None, expect: type
+        self,
+        symbol: str,
+        path: str,
+        params: dict[str, str] | None,
+        stats: RequestStats | None,
+        expect: type,
+        token: str,
     ) -> Any:
         """Send once; return the parsed body, or the TiingoError to raise/retry (never raises httpx)."""
+        slot: Slot | None = None
         if self.rate_limiter is not None:
-            self.rate_limiter.acquire(self.max_limiter_wait)  # RateLimitError past max_limiter_wait
-        self._count(stats, "requests")
-        failure: str | None = None
+            slot = self.rate_limiter.acquire(self.max_limiter_wait)  # RateLimitError past max wait
+        failure: TiingoError | None = None
+        sent = True
         try:
-            response = self._http.get(path, params=params)
+            response = self._http.get(path, params=params, headers={"Authorization": f"Token {token}"})
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            sent = False
+            failure = NetworkError(f"cannot reach {self.host}: {_reason(exc)}")
         except httpx.TimeoutException as exc:
-            failure = f"timed out ({type(exc).__name__})"
-        except httpx.HTTPError as exc:  # ConnectError, ReadError, RemoteProtocolError, ...
-            failure = f"connection failed ({type(exc).__name__})"
+            failure = TransportError(f"Tiingo request for {symbol} timed out ({type(exc).__name__})")
+        except httpx.HTTPError as exc:  # ReadError, WriteError, RemoteProtocolError: the connection broke
+            failure = NetworkError(f"cannot reach {self.host}: connection lost ({_reason(exc)})")
+        if not sent and slot is not None:
+            self.rate_limiter.give_back(slot)  # type: ignore[union-attr]  # never left: not a request
+        if sent:
+            self._count(stats, "requests")
         if failure is not None:
             # Built outside the except block: no __context__ pointing at an httpx request with headers.
-            return TransportError(f"Tiingo request for {symbol} {failure}")
-        return self._interpret(symbol, response, stats, expect)
-
-    def _interpret(
-        self, symbol: str, response: httpx.Response, stats: RequestStats | None, expect: type
-    ) -> Any:
-        status = response.status_code
-        where = f"Tiingo request for {symbol}: HTTP {status}"
-        try:
-            body = json.loads(response.content)
-        except ValueError:
-            body = _NOT_JSON
-        if status == 200 and isinstance(body, expect) and not (isinstance(body, dict) and "detail" in body):
-            return body  # the hot path: no second look at a large body
-        detail = self._detail(response.text, body)
-        if _is_monthly(detail):
+            return failure
+        outcome = interpret(symbol, response, expect)
+        if isinstance(outcome, RateLimitError):
             self._count(stats, "rate_limited")
-            return MonthlyLimitError(f"{where}: monthly limit reached: {detail}")
-        if status == 200:
-            if body is _NOT_JSON:
-                kind = response.headers.get("content-type", "unknown").split(";")[0]
-                return BadPayloadError(f"{where}: body is not JSON ({kind}): {detail}")
-            shape = "list" if expect is list else "object"
-            return BadPayloadError(f"{where}: expected a JSON {shape}, got {type(body).__name__}: {detail}")
-        if status in (401, 403):
-            return AuthenticationError(f"{where}: authentication failed: {detail}")
-        if status == 404:
-            return NotFoundError(f"{where}: not found: {detail}")
-        if status == 429:
-            self._count(stats, "rate_limited")
-            retry_after = _retry_after(response.headers.get("retry-after"))
-            return RateLimitError(f"{where}: rate limited: {detail}", retry_after=retry_after)
-        if status >= 500:
-            return ServerError(f"{where}: server error: {detail}")
-        return TiingoError(f"{where}: unexpected status: {detail}")
-
-    def _detail(self, text: str, body: Any) -> str:
-        """Tiingo's ``detail`` (or the raw text), printable only, short, and scrubbed of the token."""
-        detail = body["detail"] if isinstance(body, dict) and isinstance(body.get("detail"), str) else text
-        cleaned = " ".join("".join(ch if ch.isprintable() else " " for ch in detail[:1000]).split())
-        cleaned = cleaned.replace(self._token, "***")
-        if len(cleaned) > _DETAIL_CHARS:
-            cleaned = cleaned[:_DETAIL_CHARS] + "..."
-        return cleaned or "(empty body)"
+        return outcome
 
     def _delay(self, attempt: int, error: TiingoError) -> float | None:
         """Full-jitter exponential backoff, or the server's Retry-After when it gave one."""
@@ -293,43 +297,28 @@ class TiingoClient:
         return self._random.uniform(0.0, cap)
 
 
-def _to_table(symbol: str, rows: Any) -> pa.Table:
+def _reply(symbol: str, rows: Any, start: date | None, end: date | None) -> PriceReply:
     try:
-        return rows_to_table(rows)
+        screened = screen(rows, start=start, end=end)
     except BadPayloadError as exc:
         message = f"Tiingo prices for {symbol}: {exc}"
+    else:
+        return PriceReply(
+            screened_table(screened), screened.rejected, screened.rejected_rows, screened.out_of_range_rows
+        )
     raise BadPayloadError(message)
 
 
-def _is_monthly(detail: str) -> bool:
-    lowered = detail.lower()
-    return any(marker in lowered for marker in _MONTHLY_MARKERS)
-
-
-def _parse_day(symbol: str, value: Any, field: str) -> date | None:
+def _metadata_day(symbol: str, body: dict[str, Any], field: str) -> date | None:
+    value = body.get(field)
     if value is None or value == "":
         return None
-    if isinstance(value, str) and len(value) >= 10:
-        try:
-            return date.fromisoformat(value[:10])
-        except ValueError:
-            pass
-    raise BadPayloadError(f"Tiingo metadata for {symbol}: malformed {field} {str(value)[:40]!r}")
+    day = parse_day(value)
+    if day is None:  # named by field and rule, never quoted: a reply can carry anything
+        raise BadPayloadError(f"Tiingo metadata for {symbol}: {field} is {DATE_RULE}")
+    return day
 
 
-def _retry_after(value: str | None) -> float | None:
-    """Retry-After as seconds (delta-seconds or an HTTP-date); None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+def _reason(exc: httpx.HTTPError) -> str:
+    """The OS's or TLS library's words (``[Errno 111] Connection refused``), or the error's type."""
+    return clean_message(str(exc), 120) or type(exc).__name__

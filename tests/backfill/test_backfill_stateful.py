@@ -229,7 +229,7 @@ class BackfillMachine(RuleBasedStateMachine):
         spent = self.sim.count() - before
         assert summary["requests"] == spent  # the budget counts real HTTP requests, retries included
         assert spent <= max(budget, REQUESTS_PER_STEP)  # a step's worst case may exceed a tiny budget
-        assert summary["stopped"] in {"complete", "no_work", "budget", "rate_limited", "auth"}
+        assert summary["stopped"] in {"complete", "no_work", "budget", "rate_limited", "auth", "network"}
         assert set(summary["done"]) | set(summary["parked"]) <= set(self.universe)
         kinds = {error.split(":")[0] for error in summary["errors"].values()}
         if kinds & STOPS_RUN:

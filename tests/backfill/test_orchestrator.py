@@ -14,7 +14,7 @@ from stockpipe.backfill import progress as prog
 from stockpipe.backfill.invoker import InProcessInvoker
 from stockpipe.backfill.orchestrator import BackfillSettings, Orchestrator
 from stockpipe.backfill.progress_store import PROGRESS_KEY, ProgressStore
-from stockpipe.errors import PreconditionFailed
+from stockpipe.errors import ContentionError, PreconditionFailed
 from stockpipe.objectstore import LocalObjectStore, ObjectStore, StoredObject
 from stockpipe.pricestore import PriceStore
 from stockpipe.universe import save_universe
@@ -281,8 +281,8 @@ def test_conflicts_give_up_after_a_bound(world: World) -> None:
         def put(self, key: str, body: bytes, *, expected_version: str | None, content_type: str = "") -> str:
             raise PreconditionFailed("lost")
 
-    store = ProgressStore(AlwaysConflict(world.store), max_conflicts=3, sleep=lambda _: None)
-    with pytest.raises(PreconditionFailed):
+    store = ProgressStore(AlwaysConflict(world.store), max_attempts=3, sleep=lambda _: None)
+    with pytest.raises(ContentionError):
         store.update(lambda p: p.with_ticker("A", prog.TickerProgress()))
 
 

@@ -65,11 +65,6 @@ def test_no_network_for_a_chunk_stops_the_run_without_an_attempt(world: World) -
     assert (record.attempts, record.parked) == (0, False)
 
 
-@pytest.mark.xfail(
-    reason="needs the Tiingo client to raise errors.NetworkError for a refused connection (helper core, "
-    "issue 12); today it is TransportError (timeout). Remove this mark once it does.",
-    strict=False,
-)
 def test_a_closed_port_as_the_api_is_a_network_stop(world: World) -> None:
     from stockpipe.backfill.steps import TiingoMetadataSource
     from stockpipe.tiingo import TiingoClient

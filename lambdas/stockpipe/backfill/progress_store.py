@@ -1,20 +1,19 @@
 """``backfill/progress.json`` in the object store, changed only through compare-and-swap.
 
-``update(change)`` reads the state and its version, applies a pure change and writes it with
-``IfMatch``; on a lost race it re-reads and re-applies the change to the newer state, so two overlapping
-runs merge their outcomes instead of overwriting each other.
+``update(change)`` is one attempt for ``objectstore.compare_and_swap``: read the state and its version,
+apply a pure change, write it with ``IfMatch``. On a lost race the helper runs it again on the newer
+state, so two overlapping runs merge their outcomes instead of overwriting each other.
 """
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 
 from stockpipe.backfill import progress as prog
-from stockpipe.errors import PreconditionFailed, StoreError
+from stockpipe.errors import StoreError
 from stockpipe.layout import PROGRESS_KEY
-from stockpipe.objectstore import ObjectStore
+from stockpipe.objectstore import DEFAULT_MAX_ATTEMPTS, ObjectStore, compare_and_swap
 
 __all__ = ["PROGRESS_KEY", "ProgressStore"]
 
@@ -25,12 +24,12 @@ class ProgressStore:
         store: ObjectStore,
         *,
         key: str = PROGRESS_KEY,
-        max_conflicts: int = 50,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.store = store
         self.key = key
-        self.max_conflicts = max_conflicts
+        self.max_attempts = max_attempts
         self.sleep = sleep
 
     def load_versioned(self) -> tuple[prog.Progress, str | None]:
@@ -48,19 +47,18 @@ class ProgressStore:
         return self.load_versioned()[0]
 
     def update(self, change: Callable[[prog.Progress], prog.Progress]) -> prog.Progress:
-        """Apply ``change`` atomically; exceptions from ``change`` (e.g. ClaimRejected) write nothing."""
-        for attempt in range(self.max_conflicts + 1):
+        """Apply ``change`` atomically; exceptions from ``change`` (e.g. ClaimRejected) write nothing.
+
+        ContentionError after ``max_attempts`` lost races.
+        """
+
+        def attempt(_lost: int) -> prog.Progress:
             current, version = self.load_versioned()
             updated = change(current)
             body = prog.to_json(updated)
-            if version is not None and body == prog.to_json(current):
-                return updated  # nothing to write
-            try:
+            if version is None or body != prog.to_json(current):
                 self.store.put(self.key, body, expected_version=version, content_type="application/json")
-            except PreconditionFailed:
-                if attempt == self.max_conflicts:
-                    raise
-                self.sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))
-                continue
             return updated
-        raise AssertionError("unreachable")
+
+        what = self.store.describe(self.key)
+        return compare_and_swap(attempt, what=what, max_attempts=self.max_attempts, sleep=self.sleep)

@@ -137,7 +137,7 @@ def test_ctrl_c_while_waiting_for_a_step_gives_the_leases_back(world: World) -> 
 
     def slow(ticker: str, start: date, end: date) -> None:
         started.set()
-        time.sleep(1.0)  # bounded: the run waits for it before re-raising
+        time.sleep(3.0)  # bounded: the run waits for it before re-raising; long enough on a loaded machine
 
     world.scraper.after_write = slow
     timer = threading.Timer(0.0, lambda: started.wait(10) and os.kill(os.getpid(), signal.SIGINT))

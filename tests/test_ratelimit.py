@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stockpipe.ratelimit import RateLimiter
+from tests.threads import run_concurrently
 
 
 class FakeClock:
@@ -93,11 +94,7 @@ def test_threads_share_the_budget() -> None:
         with lock:
             results.append(ok)
 
-    threads = [threading.Thread(target=worker) for _ in range(40)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_concurrently([worker] * 40)
     assert results.count(True) == 5
 
 

@@ -63,6 +63,8 @@ FIELDS: Final = (
 )
 _ORDERED_PAIRS: Final = (("high", "low"), ("adjHigh", "adjLow"))
 _INDEX: Final = {spec.key: i for i, spec in enumerate(FIELDS)}
+_SPLIT: Final = 1 + _INDEX["splitFactor"]  # positions in a valid row (the date comes first)
+_DIVIDEND: Final = 1 + _INDEX["divCash"]
 
 _TIINGO_DAY = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})(?:T00:00:00(?:\.0{1,9})?(?:Z|\+00:00)?)?")
 DATE_RULE: Final = "not a Tiingo date (YYYY-MM-DD, optionally T00:00:00[.000][Z|+00:00])"
@@ -98,7 +100,11 @@ def parse_day(value: Any) -> date | None:
 
 @dataclass
 class Screened:
-    """A reply after screening: the storable rows, plus what was left out and why."""
+    """A reply after screening: the storable rows, plus what was left out and why.
+
+    ``valid`` is sorted by date with one row per date (of repeated dates the last is kept: later rows
+    are newer data), so a table built from it needs no sort and its bounds are its ends.
+    """
 
     valid: list[tuple[Any, ...]] = field(default_factory=list)  # (date, *FIELDS values) per row
     rejected: list[dict[str, str | None]] = field(default_factory=list)  # the first REJECTED_SHOWN
@@ -108,6 +114,22 @@ class Screened:
     @property
     def rows(self) -> int:
         return len(self.valid)
+
+    @property
+    def first_date(self) -> date | None:
+        return self.valid[0][0] if self.valid else None
+
+    @property
+    def last_date(self) -> date | None:
+        return self.valid[-1][0] if self.valid else None
+
+    def newest_event(self) -> date | None:
+        """The newest day with a split (``splitFactor`` != 1) or a dividend (``divCash`` != 0)."""
+        for row in reversed(self.valid):
+            split, dividend = row[_SPLIT], row[_DIVIDEND]
+            if (split is not None and split != 1.0) or (dividend is not None and dividend != 0.0):
+                return row[0]
+        return None
 
     def columns(self) -> dict[str, list[Any]]:
         """The valid rows by stored column name: ``date`` then FIELDS order."""
@@ -132,6 +154,8 @@ def screen(rows: Any, *, start: date | None = None, end: date | None = None) -> 
     if not all(isinstance(row, dict) for row in rows):
         raise BadPayloadError("expected every price row to be a JSON object")
     screened = Screened()
+    valid = screened.valid
+    ordered = True  # Tiingo sends ascending dates: then no sort is needed
     for row in rows:
         day = parse_day(row.get("date"))
         if day is None:
@@ -144,7 +168,11 @@ def screen(rows: Any, *, start: date | None = None, end: date | None = None) -> 
         if isinstance(values, str):
             screened.reject(day, values)
             continue
-        screened.valid.append((day, *values))
+        if valid and day <= valid[-1][0]:
+            ordered = False
+        valid.append((day, *values))
+    if not ordered:  # one row per date, the last one kept, in date order
+        screened.valid = sorted({row[0]: row for row in valid}.values(), key=lambda row: row[0])
     return screened
 
 

@@ -5,7 +5,8 @@ rows fetched before such an event are stale. The check needs the ticker's *oldes
 it from the year objects costs a LIST and one GET per year (30 for 30 years), on every cold start. This
 object holds it in one GET, outside the dataset tree (readers glob ``prices/daily`` only)::
 
-    prices/fetch-times/<T>.json   {"ticker": "AAPL", "adjusted_as_of": {"1995": "2024-06-14T23:00:00+00:00", ...}}
+    prices/fetch-times/<T>.json
+    {"ticker": "AAPL", "adjusted_as_of": {"1995": "2024-06-14T23:00:00+00:00", ...}}
 
 one entry per stored year: that object's ``stockpipe.adjusted_as_of``. The price store keeps it current
 (``compare_and_swap``, like the year objects) whenever a write changes a year's entry, *after* the year

@@ -45,6 +45,13 @@ from components.naming import (
     physical_name,
 )
 from components.schedules import ScheduleSpec, create_schedule
+from stockpipe.settings import (
+    DEFAULT_TIINGO_BASE_URL,
+    LogSettings,
+    StoreSettings,
+    TiingoSettings,
+    TokenSettings,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Relative to the project directory (Pulumi runs the program there): no machine-specific paths in state.
@@ -68,18 +75,23 @@ class SharedInfra:
 
 
 def base_environment(shared: SharedInfra) -> dict[str, pulumi.Input[str]]:
-    """What every handler reads: the bucket, the token's secret, Tiingo's address and quota, log level."""
+    """What every handler reads: the bucket, the token's secret, Tiingo's address and quota, log level.
+
+    Built from the handlers' own settings classes (``stockpipe.settings``: each names its variables and
+    writes them with ``to_env``), so the names and the encoding of the values are defined once.
+    """
     settings = shared.settings
-    env: dict[str, pulumi.Input[str]] = {
-        "DATA_BUCKET": shared.bucket_name,
-        "TIINGO_SECRET_ARN": shared.secret_arn,
-        "TIINGO_REQUESTS_PER_HOUR": str(settings.tiingo_requests_per_hour),
-        "TIINGO_TOKEN_MAX_AGE_MINUTES": str(settings.tiingo_token_max_age_minutes),
-        "LOG_LEVEL": settings.log_level,
+    tiingo = TiingoSettings(
+        base_url=settings.tiingo_base_url or DEFAULT_TIINGO_BASE_URL,
+        requests_per_hour=settings.tiingo_requests_per_hour,
+        token_max_age_minutes=settings.tiingo_token_max_age_minutes,
+    )
+    return {
+        **StoreSettings(bucket=shared.bucket_name).to_env(),  # type: ignore[arg-type]  # an Output
+        **TokenSettings(secret_arn=shared.secret_arn).to_env(),  # type: ignore[arg-type]  # an Output
+        **tiingo.to_env(),
+        **LogSettings(level=settings.log_level).to_env(),
     }
-    if settings.tiingo_base_url:
-        env["TIINGO_BASE_URL"] = settings.tiingo_base_url
-    return env
 
 
 @dataclass(frozen=True)

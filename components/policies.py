@@ -80,9 +80,14 @@ def list_bucket(bucket_arn: str) -> Statement:
 
 
 def scraper_s3(bucket_arn: str) -> list[Statement]:
-    """Read/write the price files, read the universe; nothing else in the bucket."""
+    """Read/write the price files and each ticker's fetch times, read the universe; nothing else."""
     return [
         allow("ReadWritePrices", ["s3:GetObject", "s3:PutObject"], [f"{bucket_arn}/{PRICES_PREFIX}*"]),
+        allow(
+            "ReadWriteFetchTimes",
+            ["s3:GetObject", "s3:PutObject"],
+            [f"{bucket_arn}/{layout.FETCH_TIMES_PREFIX}*"],
+        ),
         allow("ReadUniverse", ["s3:GetObject"], [f"{bucket_arn}/{UNIVERSE_KEY}"]),
         list_bucket(bucket_arn),
     ]

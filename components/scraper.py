@@ -13,6 +13,7 @@ from components.catalog import GlueTableRef, register_partitions_statement
 from components.naming import ALARM_NAME_MAX
 from components.pipeline_function import FunctionSpec, PipelineFunction, SharedInfra, base_environment
 from stockpipe import partitions
+from stockpipe.settings import ScraperSettings
 
 COMPONENT_TYPE = "stock-pipeline:lambdas:PriceScraper"
 BASE_NAME = "tiingo-price-scraper"
@@ -27,15 +28,11 @@ class PriceScraperArgs:
 
 
 def scraper_environment(shared: SharedInfra, catalog: GlueTableRef) -> dict[str, pulumi.Input[str]]:
-    """The handler's contract (lambda_function.lambda_handler); values are strings as Lambda requires."""
+    """The handler's contract (lambda_function.lambda_handler), from the settings classes it reads."""
     settings = shared.settings
-    return {
-        **base_environment(shared),
-        "SCRAPER_CONCURRENCY": str(settings.scraper_concurrency),
-        "LOOKBACK_DAYS": str(settings.lookback_days),
-        partitions.DATABASE_ENV: catalog.database_name,
-        partitions.TABLE_ENV: catalog.table_name,
-    }
+    scraper = ScraperSettings(concurrency=settings.scraper_concurrency, lookback_days=settings.lookback_days)
+    glue = partitions.CatalogTarget(catalog.database_name, catalog.table_name)  # type: ignore[arg-type]
+    return {**base_environment(shared), **scraper.to_env(), **glue.to_env()}
 
 
 def scraper_spec(args: PriceScraperArgs) -> FunctionSpec:

@@ -22,6 +22,7 @@ from stockpipe.objectstore import (
 )
 from stockpipe.prices import rows_to_table
 from stockpipe.pricestore import PriceStore, object_key
+from tests.fakes import HookedStore
 from tests.tiingo_standin import bar
 
 FETCHED = datetime(2024, 6, 14, 22, 0, tzinfo=UTC)
@@ -69,25 +70,14 @@ def test_anything_else_ends_the_loop_at_once():
         compare_and_swap(attempt, what="x", max_attempts=0)
 
 
-class AlwaysLoses:
+def always_loses(store: ObjectStore) -> HookedStore:
     """A real store whose conditional writes always lose the race, as under a hot competing writer."""
 
-    def __init__(self, store: ObjectStore) -> None:
-        self.store = store
-        self.puts = 0
+    def lose(operation: str, key: str) -> None:
+        if operation == "put":
+            raise PreconditionFailed(f"{key} changed")
 
-    def get(self, key):
-        return self.store.get(key)
-
-    def put(self, key, body, *, expected_version, content_type="application/octet-stream"):
-        self.puts += 1
-        raise PreconditionFailed(f"{key} changed")
-
-    def list_keys(self, prefix):
-        return self.store.list_keys(prefix)
-
-    def describe(self, key):
-        return self.store.describe(key)
+    return HookedStore(store, lose)
 
 
 @pytest.fixture(params=["s3", "local"])
@@ -104,24 +94,24 @@ def test_both_stores_take_the_same_parameters_and_default():
 
 
 def test_price_store_gives_up_after_max_attempts(store):
-    losing = AlwaysLoses(store)
+    losing = always_loses(store)
     sleeps: list[float] = []
     prices = PriceStore(losing, max_attempts=4, sleep=sleeps.append)
     with pytest.raises(ContentionError, match=r"ticker=AAPL/year=2024/data\.parquet: 4 attempts"):
         prices.upsert("AAPL", rows_to_table([bar(date(2024, 6, 3))]), fetched_at=FETCHED)
-    assert (losing.puts, len(sleeps)) == (4, 3)
+    assert (losing.count("put", prefix="prices/daily/"), len(sleeps)) == (4, 3)
     assert store.get(object_key("AAPL", 2024)) is None
 
 
 def test_progress_store_gives_up_after_max_attempts(store):
     ProgressStore(store).update(lambda p: p.with_ticker("A", prog.TickerProgress()))
     before = store.get("backfill/progress.json")
-    losing = AlwaysLoses(store)
+    losing = always_loses(store)
     sleeps: list[float] = []
     progress = ProgressStore(losing, max_attempts=4, sleep=sleeps.append)
     with pytest.raises(ContentionError, match=r"backfill/progress\.json: 4 attempts"):
         progress.update(lambda p: p.with_ticker("B", prog.TickerProgress()))
-    assert (losing.puts, len(sleeps)) == (4, 3)
+    assert (losing.count("put"), len(sleeps)) == (4, 3)
     assert store.get("backfill/progress.json") == before
 
 

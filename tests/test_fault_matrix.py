@@ -178,12 +178,16 @@ def test_conditional_write_conflicts_are_retried(s3_client, bucket, code, status
         stub.add_client_error("put_object", **_conflict(code, status))
         with pytest.raises(PreconditionFailed):
             store.put(key, b"x", expected_version=None)
-        # PriceStore: read (absent) -> put conflicts -> read (absent) -> put succeeds.
+        # PriceStore: no fetch times yet (GET absent, nothing listed), then the year: read (absent) ->
+        # put conflicts -> read (absent) -> put succeeds, then the new fetch times are written.
+        stub.add_client_error("get_object", service_error_code="NoSuchKey", http_status_code=404)
+        stub.add_response("list_objects_v2", {"KeyCount": 0})
         for put_error in (True, False):
             stub.add_client_error("get_object", service_error_code="NoSuchKey", http_status_code=404)
             if put_error:
                 stub.add_client_error("put_object", **_conflict(code, status))
             else:
                 stub.add_response("put_object", {"ETag": '"abc"'})
+        stub.add_response("put_object", {"ETag": '"def"'})
         PriceStore(store, sleep=lambda s: None).upsert("AAPL", rows, fetched_at=EVENING)
         stub.assert_no_pending_responses()

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from components.image_tag import build_inputs, image_tag
+from tests.conftest import TEST_TOKEN
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE_IMAGE = re.compile(r"^FROM (public\.ecr\.aws/lambda/python:3\.12)@(sha256:[0-9a-f]{64})$", re.MULTILINE)
@@ -91,24 +92,72 @@ def test_requirements_are_pinned_to_the_lock_and_free_of_numpy_and_pandas(folder
         assert canonical(name) not in {"numpy", "pandas"}
 
 
-@pytest.mark.parametrize(("folder", "module"), sorted(LAMBDAS.items()))
-def test_handler_imports_as_in_the_image_without_numpy_or_pandas(folder, module):
-    """A fresh interpreter laid out like LAMBDA_TASK_ROOT, where numpy and pandas cannot be imported.
+def in_the_image(
+    folder: str, module: str, code: str, *, blocked: tuple[str, ...], env: dict[str, str]
+) -> None:
+    """Run ``code`` after importing the handler in a fresh interpreter laid out like LAMBDA_TASK_ROOT,
+    where the ``blocked`` modules cannot be imported (as their absence from the image makes them).
 
     The dev venv has numpy (benchmarks use pandas) and pyarrow imports it opportunistically, so the
-    test blocks both, as their absence from the image does, and runs a scrape-free handler import.
+    tests block what the image lacks.
     """
-    code = (
-        "import sys; sys.modules['numpy'] = None; sys.modules['pandas'] = None\n"
+    prelude = "".join(f"sys.modules[{name!r}] = None\n" for name in blocked)
+    script = (
+        f"import sys\n{prelude}"
         f"sys.path[:0] = [{str(ROOT / 'lambdas')!r}, {str(ROOT / 'lambdas' / folder)!r}]\n"
         f"import {module}\n"
-        f"assert callable({module}.lambda_handler)\n"
-        "import pyarrow as pa, pyarrow.parquet as pq, io\n"
+        f"assert callable({module}.lambda_handler)\n" + code
+    )
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", script], capture_output=True, text=True, check=False, cwd="/", env=env
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_scraper_imports_and_writes_parquet_without_numpy_or_pandas():
+    code = (
+        "import pyarrow.parquet as pq, io\n"
         "from stockpipe.prices import rows_to_table\n"
         "row = {'date': '2024-01-02T00:00:00.000Z', 'open': 1, 'close': 1, 'volume': 1}\n"
         "pq.write_table(rows_to_table([row]), io.BytesIO(), compression='zstd')\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-I", "-c", code], capture_output=True, text=True, check=False, cwd="/"
+    in_the_image("tiingo_price_scraper", "lambda_function", code, blocked=("numpy", "pandas"), env={})
+
+
+def requirement_names(folder: str) -> set[str]:
+    lines = (ROOT / "lambdas" / folder / "requirements.txt").read_text().splitlines()
+    return {canonical(line.split("==")[0]) for line in lines if line.strip() and not line.startswith("#")}
+
+
+def test_the_orchestrator_image_has_no_pyarrow_and_its_metadata_lookup_never_needs_it(simulator):
+    """The lean image: pyarrow is not installed, and the handler, its runtime (clients, store) and a
+    Tiingo metadata lookup over real HTTP run with pyarrow (and numpy, pandas) unimportable."""
+    assert "pyarrow" not in requirement_names("tiingo_backfill_orchestrator")
+    assert "pyarrow" in requirement_names("tiingo_price_scraper")
+    env = {
+        "DATA_BUCKET": "lean-image-test",
+        "SCRAPER_FUNCTION_NAME": "tiingo-price-scraper",
+        "TIINGO_API_TOKEN": TEST_TOKEN,
+        "TIINGO_BASE_URL": simulator.base_url,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
+    code = (
+        "import os, datetime\n"
+        "backfill_orchestrator.runtime()\n"
+        "from stockpipe.tiingo import client_from_env\n"
+        "metadata = client_from_env(os.environ).get_metadata('AAPL')\n"
+        "assert metadata.start_date == datetime.date(1980, 12, 12), metadata\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('pyarrow', 'numpy', 'pandas') "
+        "and sys.modules[m] is not None)\n"
+        "assert not loaded, loaded\n"
     )
-    assert result.returncode == 0, result.stderr
+    in_the_image(
+        "tiingo_backfill_orchestrator",
+        "backfill_orchestrator",
+        code,
+        blocked=("numpy", "pandas", "pyarrow"),
+        env=env,
+    )
+    assert simulator.count() == 1  # the lookup really went over HTTP

@@ -21,6 +21,7 @@ import pytest
 from stockpipe import scraper
 from stockpipe.errors import NetworkError, TransportError, stops_run
 from stockpipe.objectstore import S3ObjectStore
+from stockpipe.prices import reply_table
 from stockpipe.ratelimit import RateLimiter
 from stockpipe.tiingo import DEFAULT_NETWORK_RETRIES, RequestStats, TiingoClient
 from tests.conftest import TEST_TOKEN
@@ -167,5 +168,5 @@ def test_the_network_coming_back_mid_run_is_just_a_retry():
 
     stats = RequestStats()
     with TiingoClient(TEST_TOKEN, transport=httpx.MockTransport(flaky), sleep=lambda s: None) as c:
-        assert c.get_latest("AAPL", stats=stats).table.num_rows == 1
+        assert reply_table(c.get_latest("AAPL", stats=stats)).num_rows == 1
     assert (stats.requests, stats.retries) == (1, 1)

@@ -6,7 +6,6 @@ import io
 from datetime import UTC, date, datetime, timedelta
 
 import duckdb
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import given
@@ -15,35 +14,10 @@ from hypothesis import strategies as st
 from stockpipe.objectstore import LocalObjectStore, S3ObjectStore
 from stockpipe.prices import PRICE_SCHEMA, normalize
 from stockpipe.pricestore import PriceStore, merge, object_key
+from tests.fakes import bars, weekdays
 from tests.threads import run_concurrently
 
 FETCHED = datetime(2024, 6, 14, 22, 0, tzinfo=UTC)
-
-
-def bars(days: list[date], close: float = 10.0) -> pa.Table:
-    n = len(days)
-    columns = {"date": pa.array(days, pa.date32())}
-    for field in PRICE_SCHEMA:
-        if field.name == "date":
-            continue
-        if field.name == "volume":
-            columns["volume"] = pa.array([1000 + i for i in range(n)], pa.int64())
-        elif field.name == "split_factor":
-            columns[field.name] = pa.array([1.0] * n)
-        elif field.name == "div_cash":
-            columns[field.name] = pa.array([0.0] * n)
-        else:
-            columns[field.name] = pa.array([close + i * 0.01 for i in range(n)])
-    return pa.table(columns, schema=PRICE_SCHEMA)
-
-
-def weekdays(start: date, count: int) -> list[date]:
-    out, day = [], start
-    while len(out) < count:
-        if day.weekday() < 5:
-            out.append(day)
-        day += timedelta(days=1)
-    return out
 
 
 @pytest.fixture(params=["s3", "local"])
@@ -58,7 +32,7 @@ def test_layout_schema_and_compression(store):
     prices = PriceStore(store)
     days = weekdays(date(2023, 12, 27), 6)  # spans two years
     assert prices.upsert("AAPL", bars(days), fetched_at=FETCHED) == 6
-    keys = list(store.list_keys("prices/"))
+    keys = list(store.list_keys("prices/daily/"))
     assert keys == [
         "prices/daily/ticker=AAPL/year=2023/data.parquet",
         "prices/daily/ticker=AAPL/year=2024/data.parquet",
@@ -133,8 +107,9 @@ def test_oldest_fetch_is_remembered_as_a_lower_bound(store):
     prices.upsert("KO", bars(days), fetched_at=FETCHED)
     assert prices.oldest_fetch("KO") == FETCHED
     later = FETCHED + timedelta(days=9)
-    prices.upsert("KO", bars(days, close=3.0), fetched_at=later)  # a full rewrite elsewhere...
+    PriceStore(store).upsert("KO", bars(days, close=3.0), fetched_at=later)  # a full rewrite elsewhere...
     assert prices.oldest_fetch("KO") == FETCHED  # ...is not seen: remembered, and still a lower bound
+    assert PriceStore(store).oldest_fetch("KO") == later  # the writer kept the fetch times current
     prices.forget("KO")
     assert prices.oldest_fetch("KO") == later
 

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stockpipe.ratelimit import RateLimiter
+from tests.threads import run_concurrently
 
 
 class FakeClock:
@@ -93,11 +94,7 @@ def test_threads_share_the_budget() -> None:
         with lock:
             results.append(ok)
 
-    threads = [threading.Thread(target=worker) for _ in range(40)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_concurrently([worker] * 40)
     assert results.count(True) == 5
 
 
@@ -180,3 +177,18 @@ def test_giving_back_never_lets_a_window_hold_more_than_limit_kept_slots(limit, 
     times = sorted(slot.time for slot in kept)
     for i in range(len(times) - limit):
         assert times[i + limit] - times[i] >= window - 1e-9
+
+
+def test_available_counts_the_slots_free_now() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(3, 10.0, clock=clock, sleep=clock.sleep)
+    assert limiter.available() == 3
+    limiter.acquire()
+    clock.now += 4
+    limiter.acquire()
+    assert limiter.available() == 1
+    clock.now += 6  # the first acquisition leaves the window
+    assert limiter.available() == 2
+    assert limiter.try_acquire()
+    assert limiter.try_acquire()
+    assert limiter.available() == 0

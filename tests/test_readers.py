@@ -98,7 +98,7 @@ def test_a_lock_left_by_an_earlier_version_is_removed_on_the_next_write(tmp_path
     prices.upsert("KO", rows_to_table([bar(date(2024, 6, 3))]), fetched_at=EVENING)
     legacy = tmp_path / "prices/daily/ticker=KO/year=2024/data.parquet.lock"
     legacy.touch()
-    assert list(store.list_keys("prices/")) == ["prices/daily/ticker=KO/year=2024/data.parquet"]
+    assert list(store.list_keys("prices/daily/")) == ["prices/daily/ticker=KO/year=2024/data.parquet"]
     prices.upsert("KO", rows_to_table([bar(date(2024, 6, 4))]), fetched_at=EVENING)
     assert not legacy.exists()
     assert pq.read_table(tmp_path / "prices/daily").num_rows == 2

@@ -20,9 +20,11 @@ from stockpipe import scraper
 from stockpipe.errors import AuthenticationError, BadPayloadError, TiingoError, scrub
 from stockpipe.logs import JsonFormatter
 from stockpipe.objectstore import S3ObjectStore
+from stockpipe.prices import reply_table
 from stockpipe.secrets import TokenSource, token_source_from_env
 from stockpipe.tiingo import RequestStats, TiingoClient, client_from_env
 from tests.conftest import TEST_TOKEN
+from tests.fakes import Clock
 from tests.tiingo_standin import Arrived, TiingoStandIn, bar, json_reply
 
 EVENING = datetime(2024, 6, 14, 23, 0, tzinfo=UTC)
@@ -158,14 +160,6 @@ def secret(moto_endpoint):
     client.delete_secret(SecretId=arn, ForceDeleteWithoutRecovery=True)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_the_token_is_re_read_after_its_maximum_age(secret):
     client, arn = secret
     clock = Clock()
@@ -193,11 +187,11 @@ def test_a_refused_token_is_re_read_at_once_and_the_request_retried(secret):
     with TiingoStandIn(answer) as server:
         env = {"TIINGO_SECRET_ARN": arn, "TIINGO_BASE_URL": server.url}
         with client_from_env(env, secrets_client=client) as tiingo:
-            assert tiingo.get_latest("AAPL").table.num_rows == 1
+            assert reply_table(tiingo.get_latest("AAPL")).num_rows == 1
             client.put_secret_value(SecretId=arn, SecretString=NEW)  # rotated: Tiingo now wants NEW
             accepted[0] = NEW
             stats = RequestStats()
-            assert tiingo.get_latest("AAPL", stats=stats).table.num_rows == 1  # no redeploy, no wait
+            assert reply_table(tiingo.get_latest("AAPL", stats=stats)).num_rows == 1  # no redeploy, no wait
             assert (stats.requests, stats.retries) == (2, 1)
             assert [r.authorization for r in server.requests[-2:]] == [f"Token {OLD}", f"Token {NEW}"]
 

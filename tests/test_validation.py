@@ -7,10 +7,22 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stockpipe.errors import BadPayloadError
 from stockpipe.prices import PRICE_SCHEMA, rows_to_table
-from stockpipe.validation import REJECTED_SHOWN, parse_day, parse_json, screen
+from stockpipe.validation import (
+    _TIINGO_DAY,
+    FIELDS,
+    NON_FINITE,
+    REJECTED_SHOWN,
+    _typical,
+    _values,
+    parse_day,
+    parse_json,
+    screen,
+)
 from tests.conftest import TEST_TOKEN
 
 GOOD = {
@@ -180,3 +192,56 @@ def test_rows_to_table_is_all_or_nothing_and_never_quotes_the_value():
     with pytest.raises(BadPayloadError) as caught:
         rows_to_table([GOOD, row(date="2024-06-04", close=TEST_TOKEN)])
     assert str(caught.value) == "price row 2024-06-04: close is not a number"
+
+
+_values_strategy = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(min_value=0.0, max_value=1e6),
+    st.integers(min_value=-(2**64), max_value=2**64),
+    st.integers(min_value=0, max_value=10**9),
+    st.none(),
+    st.booleans(),
+    st.just(NON_FINITE),
+    st.text(max_size=3),
+)
+
+
+_typical_value = {spec.key: st.integers(0, 10**12) if spec.whole else st.floats(0.0, 1e6) for spec in FIELDS}
+
+
+@settings(max_examples=800, deadline=None)
+@given(
+    base=st.fixed_dictionaries(_typical_value),
+    changed=st.dictionaries(st.sampled_from([spec.key for spec in FIELDS]), _values_strategy, max_size=3),
+    drop=st.sets(st.sampled_from([spec.key for spec in FIELDS]), max_size=1),
+)
+def test_the_fast_path_for_typical_rows_is_the_same_rule_set(base, changed, drop):
+    """``_typical`` (one test for Tiingo's usual row shape) never accepts what the field-by-field rules
+    refuse, and what it accepts is exactly what they would keep."""
+    values = {**base, **changed}
+    row = {k: v for k, v in values.items() if k not in drop}
+    day = date(2024, 6, 3)
+    fast = _typical(row, day)
+    slow = _values(row)
+    if fast is not None:
+        assert not isinstance(slow, str), slow
+        assert fast == (day, *slow)
+        assert [type(x) for x in fast] == [type(x) for x in (day, *slow)]
+
+
+def test_a_typical_row_takes_the_fast_path():
+    assert _typical(GOOD, date(2024, 6, 3)) is not None
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet="0123456789-٣२ Tx", min_size=10, max_size=10))
+def test_the_usual_date_form_is_read_by_the_same_rule(prefix):
+    value = prefix + "T00:00:00.000Z"
+    match = _TIINGO_DAY.fullmatch(value)
+    reference = None
+    if match:
+        try:
+            reference = date(int(match[1]), int(match[2]), int(match[3]))
+        except ValueError:
+            reference = None
+    assert parse_day(value) == reference

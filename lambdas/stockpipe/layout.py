@@ -8,6 +8,7 @@ orchestrator's lean image can import it without pyarrow.
 ::
 
     <root>/prices/daily/ticker=<T>/year=<Y>/data.parquet   the dataset (readers see only this tree)
+    <root>/prices/fetch-times/<T>.json                     when each stored year was fetched (fetch_times)
     <root>/config/universe.json                            the tickers (written by `pulumi up`)
     <root>/backfill/progress.json                          the orchestrator's progress
 """
@@ -20,6 +21,8 @@ from typing import Final
 
 PRICES_PREFIX: Final = "prices/daily"
 PRICE_OBJECT_NAME: Final = "data.parquet"
+# Beside the dataset tree, never inside it: readers glob ``prices/daily`` and must see only Parquet.
+FETCH_TIMES_PREFIX: Final = "prices/fetch-times/"
 UNIVERSE_KEY: Final = "config/universe.json"
 BACKFILL_PREFIX: Final = "backfill/"
 PROGRESS_KEY: Final = "backfill/progress.json"
@@ -33,6 +36,11 @@ def ticker_prefix(ticker: str) -> str:
 def price_key(ticker: str, year: int) -> str:
     """``prices/daily/ticker=<T>/year=<Y>/data.parquet``: one ticker-year object."""
     return f"{ticker_prefix(ticker)}year={year}/{PRICE_OBJECT_NAME}"
+
+
+def fetch_times_key(ticker: str) -> str:
+    """``prices/fetch-times/<T>.json``: when each stored year of one ticker was fetched."""
+    return f"{FETCH_TIMES_PREFIX}{ticker}.json"
 
 
 # ---------------------------------------------------------------- metrics (CloudWatch EMF)

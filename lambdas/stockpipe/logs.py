@@ -19,6 +19,7 @@ from typing import Any
 
 from stockpipe.errors import clean_message, scrub
 from stockpipe.layout import METRIC_NAMESPACE
+from stockpipe.settings import LogSettings
 
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -64,7 +65,7 @@ def get_logger(name: str) -> logging.Logger:
         handler = _StdoutHandler()
         handler.setFormatter(JsonFormatter())
         root.addHandler(handler)
-        root.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
+        root.setLevel(LogSettings.from_env(os.environ).level)
         root.propagate = False
     return logging.getLogger(f"stockpipe.{name}" if not name.startswith("stockpipe") else name)
 

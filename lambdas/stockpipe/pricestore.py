@@ -1,126 +1,56 @@
-"""Daily prices as Parquet, one object per ticker-year: the dataset's public layout.
+"""Daily prices as Parquet, one object per ticker-year, plus each ticker's fetch times.
 
-``prices/daily/ticker=<T>/year=<Y>/data.parquet`` under the store root, schema ``PRICE_SCHEMA``, rows
-sorted and unique by date, zstd. Writes are upserts through ``objectstore.compare_and_swap``, so
-concurrent writers of the same ticker-year never lose each other's rows.
+``prices/daily/ticker=<T>/year=<Y>/data.parquet`` under the store root (the dataset: see
+``year_objects``) and ``prices/fetch-times/<T>.json`` beside it (see ``fetch_times``). Writes are upserts
+through ``objectstore.compare_and_swap``, so concurrent writers of the same ticker-year never lose each
+other's rows; the fetch-times object is updated the same way, after the year objects it describes.
 
 Reading is strict: an object that is not Parquet, has other columns, unreadable
 ``stockpipe.adjusted_as_of`` metadata, null dates or rows of another year is a StoreError naming the
 key and the cause. The caller fails that one ticker and never writes over the object, so a bad object
 costs one ticker and stays as it is for a human to look at.
+
+S3 requests of the daily catch-up per ticker: one GET of the current year's object and one PUT of it
+(the corporate-action check is decided from that object's ``ticker_fetched_since`` in the usual case,
+else one GET of the fetch-times object, remembered per process).
 """
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import date, datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from stockpipe.errors import StoreError, clean_message
+from stockpipe import fetch_times
+from stockpipe.errors import PreconditionFailed, StoreError
+from stockpipe.fetch_times import FetchTimes
 from stockpipe.layout import PRICES_PREFIX, ticker_prefix
 from stockpipe.layout import price_key as object_key
+from stockpipe.logs import get_logger
 from stockpipe.objectstore import DEFAULT_MAX_ATTEMPTS, ObjectStore, compare_and_swap
-from stockpipe.prices import PRICE_SCHEMA, date_bounds, empty_table, normalize
+from stockpipe.prices import date_bounds, empty_table
+from stockpipe.year_objects import (
+    ADJUSTED_AS_OF,
+    UnreadableObject,
+    YearObject,
+    adjusted_as_of_after,
+    decode,
+    encode,
+    fetched_since,
+    merge,
+)
 
-# Parquet key-value metadata: when the oldest rows of the object were fetched. Tiingo restates adjusted
-# columns after each split/dividend, so rows fetched before an event carry stale adj_* values.
-ADJUSTED_AS_OF = b"stockpipe.adjusted_as_of"
-
-
-__all__ = ["PRICES_PREFIX", "object_key", "ticker_prefix"]  # re-exported: the layout lives in layout.py
-
-
-def merge(stored: pa.Table, new: pa.Table) -> pa.Table:
-    """Upsert: rows of ``new`` replace stored rows of the same date; other stored rows are kept."""
-    if stored.num_rows == 0:
-        return normalize(new)
-    if new.num_rows == 0:
-        return stored
-    kept = stored.filter(pc.invert(pc.is_in(stored.column("date"), value_set=new.column("date"))))
-    return normalize(pa.concat_tables([kept, new]))
-
-
-def encode(table: pa.Table, adjusted_as_of: datetime) -> bytes:
-    table = table.replace_schema_metadata({ADJUSTED_AS_OF: adjusted_as_of.isoformat().encode()})
-    sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd")
-    return sink.getvalue()
-
-
-@dataclass(frozen=True)
-class YearObject:
-    table: pa.Table
-    adjusted_as_of: datetime | None
-    version: str | None
-
-    @property
-    def last_date(self) -> date | None:
-        bounds = date_bounds(self.table)
-        return bounds[1] if bounds else None
-
+# Re-exported: the layout lives in layout.py, the object codec in year_objects.py.
+__all__ = ["ADJUSTED_AS_OF", "PRICES_PREFIX", "Latest", "PriceStore", "YearObject", "encode", "merge"]
+__all__ += ["object_key", "ticker_prefix"]
 
 Latest = tuple[int, YearObject] | None  # a ticker's newest stored year and its object (None: nothing stored)
+JSON = "application/json"
 
-
-class UnreadableObject(ValueError):
-    """What is wrong with a stored object, in our words: pyarrow's messages can quote stored values."""
-
-
-def decode(body: bytes, year: int, version: str | None = None) -> YearObject:
-    """A stored year object; UnreadableObject saying what is wrong with it (the caller names the key)."""
-    try:
-        # ParquetFile.read: a plain file read, without read_table's dataset machinery (~2.5x faster here).
-        table = pq.ParquetFile(io.BytesIO(body)).read()
-    except (pa.ArrowException, OSError, ValueError) as exc:
-        raise UnreadableObject(f"not a readable Parquet file ({type(exc).__name__})") from None
-    as_of = _adjusted_as_of(table.schema.metadata or {})
-    table = _as_price_schema(table.replace_schema_metadata(None))
-    bounds = date_bounds(table)
-    if bounds and not bounds[0].year == bounds[1].year == year:
-        raise UnreadableObject(f"rows dated {bounds[0]}..{bounds[1]} in the object of year {year}")
-    return YearObject(table, as_of, version)
-
-
-def _adjusted_as_of(metadata: Mapping[bytes, bytes]) -> datetime | None:
-    raw = metadata.get(ADJUSTED_AS_OF)
-    if raw is None:
-        return None  # e.g. written by another tool: no fetch time known
-    try:
-        as_of = datetime.fromisoformat(raw.decode())
-    except (UnicodeDecodeError, ValueError):
-        as_of = None
-    if as_of is None or as_of.tzinfo is None:
-        raise UnreadableObject(f"{ADJUSTED_AS_OF.decode()} metadata is not an ISO timestamp with a time zone")
-    return as_of
-
-
-def _as_price_schema(table: pa.Table) -> pa.Table:
-    if table.schema.equals(PRICE_SCHEMA):
-        return table
-    names = set(table.column_names)
-    extra = sorted(names - set(PRICE_SCHEMA.names))
-    missing = [name for name in PRICE_SCHEMA.names if name not in names]
-    problems = [
-        f"{label} {', '.join(cols)}" for label, cols in (("unexpected", extra), ("missing", missing)) if cols
-    ]
-    if problems or len(names) != table.num_columns:
-        found = clean_message("; ".join(problems) or "duplicate column names", 160)
-        raise UnreadableObject(f"columns differ from the price schema ({found})")
-    table = table.select(PRICE_SCHEMA.names)
-    nulls = table.column("date").null_count
-    if nulls:
-        raise UnreadableObject(f"{nulls} row(s) without a date")
-    try:  # e.g. written by another tool: the same columns with other types
-        return table.cast(PRICE_SCHEMA)
-    except (pa.ArrowException, ValueError, TypeError) as exc:
-        # pyarrow's message quotes the offending value: named by type only.
-        raise UnreadableObject(f"columns cannot be read as the price schema ({type(exc).__name__})") from None
+_log = get_logger("pricestore")
 
 
 class PriceStore:
@@ -134,7 +64,10 @@ class PriceStore:
         self.store = store
         self.max_attempts = max_attempts
         self.sleep = sleep
-        self._oldest_fetch: dict[str, datetime | None] = {}
+        # Per process: lower bounds of each ticker's fetch times, and the version to compare-and-swap on.
+        self._fetch_times: dict[str, FetchTimes] = {}
+
+    # ---- year objects ------------------------------------------------------------------------------
 
     def read_year(self, ticker: str, year: int) -> YearObject:
         """The object of ticker-year (empty when absent); StoreError naming the key when unreadable."""
@@ -181,30 +114,95 @@ class PriceStore:
 
     def first_date(self, ticker: str) -> date | None:
         for year in self.years(ticker):
-            table = self.read_year(ticker, year).table
-            if table.num_rows:
-                return pc.min(table.column("date")).as_py()
+            obj = self.read_year(ticker, year)
+            if obj.first_date is not None:
+                return obj.first_date
         return None
 
-    def oldest_fetch(self, ticker: str) -> datetime | None:
-        """When the oldest stored row of ticker was fetched (None: nothing stored).
+    # ---- fetch times -------------------------------------------------------------------------------
 
-        Reading it means reading every year object, so it is remembered per process. Stored fetch times
-        only ever move forward (new writes are fetched now; a rewrite replaces old rows), so a remembered
-        value is a lower bound: at worst it causes one extra history rewrite, never a missed one.
-        """
-        if ticker not in self._oldest_fetch:
-            oldest: datetime | None = None
-            for year in self.years(ticker):
-                as_of = self.read_year(ticker, year).adjusted_as_of
-                if as_of and (oldest is None or as_of < oldest):
-                    oldest = as_of
-            self._oldest_fetch[ticker] = oldest
-        return self._oldest_fetch[ticker]
+    def fetch_times(self, ticker: str, *, fresh: bool = False) -> FetchTimes:
+        """The ticker's fetch times: remembered, else one GET (rebuilt when missing or unreadable)."""
+        if not fresh and ticker in self._fetch_times:
+            return self._fetch_times[ticker]
+        key = fetch_times.key(ticker)
+        stored = self.store.get(key)
+        try:
+            if stored is None:
+                raise ValueError("missing")
+            times = FetchTimes(fetch_times.decode(stored.body, ticker), stored.version)
+        except ValueError as exc:
+            times = self._rebuild_fetch_times(ticker, stored.version if stored else None, str(exc))
+        self._fetch_times[ticker] = times
+        return times
+
+    def oldest_fetch(self, ticker: str) -> datetime | None:
+        """When the oldest stored row of ticker was fetched (None: nothing stored); a lower bound."""
+        return self.fetch_times(ticker).oldest()
 
     def forget(self, ticker: str) -> None:
-        """Drop what is remembered of ticker (after its history was rewritten)."""
-        self._oldest_fetch.pop(ticker, None)
+        """Drop what is remembered of ticker: the next question reads the fetch-times object again."""
+        self._fetch_times.pop(ticker, None)
+
+    def needs_history_rewrite(
+        self, ticker: str, newest_event: date | None, known: Mapping[int, YearObject]
+    ) -> bool:
+        """A split/dividend dated on or after the day some stored rows were fetched makes their adj_* stale.
+
+        Historical events (met while backfilling old chunks) predate every stored fetch and trigger
+        nothing: Tiingo's current adjusted values already include them. Decided from the ``known``
+        objects' stamp when it suffices, else from the fetch times; a "yes" from remembered fetch times
+        is confirmed with a fresh read (another process may have rewritten the history meanwhile).
+        """
+        if newest_event is None:
+            return False
+        since = fetched_since(known.values())
+        if since is not None and newest_event < since.date():
+            return False
+        remembered = ticker in self._fetch_times
+        oldest = self.fetch_times(ticker).oldest()
+        if oldest is not None and newest_event >= oldest.date() and remembered:
+            oldest = self.fetch_times(ticker, fresh=True).oldest()
+        return oldest is not None and newest_event >= oldest.date()
+
+    def _rebuild_fetch_times(self, ticker: str, version: str | None, why: str) -> FetchTimes:
+        """From the year objects (LIST + one GET each), written back when there is anything to record."""
+        by_year = {}
+        for year in self.years(ticker):
+            obj = self.read_year(ticker, year)
+            if obj.table.num_rows and obj.adjusted_as_of is not None:
+                by_year[year] = obj.adjusted_as_of
+        if not by_year:
+            return FetchTimes({}, version)
+        key = fetch_times.key(ticker)
+        _log.info("fetch times rebuilt from the year objects", extra={"ticker": ticker, "reason": why})
+        try:
+            version = self.store.put(
+                key, fetch_times.encode(ticker, by_year), expected_version=version, content_type=JSON
+            )
+        except PreconditionFailed:
+            return FetchTimes(by_year, None)  # another writer stored them first: ours are still lower bounds
+        return FetchTimes(by_year, version)
+
+    def _record_fetch_times(self, ticker: str, changes: Mapping[int, datetime]) -> None:
+        key = fetch_times.key(ticker)
+
+        def attempt(lost: int) -> FetchTimes:
+            times = self.fetch_times(ticker, fresh=lost > 0)
+            entries = times.updated(changes)
+            if entries is None:
+                return times
+            body = fetch_times.encode(ticker, entries)
+            return FetchTimes(
+                entries, self.store.put(key, body, expected_version=times.version, content_type=JSON)
+            )
+
+        what = self.store.describe(key)
+        self._fetch_times[ticker] = compare_and_swap(
+            attempt, what=what, max_attempts=self.max_attempts, sleep=self.sleep
+        )
+
+    # ---- writes ------------------------------------------------------------------------------------
 
     def upsert(
         self,
@@ -217,49 +215,59 @@ class PriceStore:
         """Store ``table``'s rows (any years) for ticker; returns the number of rows upserted.
 
         ``known`` holds year objects the caller has just read: the first compare-and-swap attempt uses
-        them instead of reading again (a stale one only costs a 412 and a re-read).
+        them instead of reading again (a stale one only costs a 412 and a re-read), and their stamp
+        spares the fetch-times read. The fetch-times object is written only when a year's entry changes
+        (a new year, or every row of a year replaced), after the year objects.
         """
-        if table.num_rows == 0:
+        bounds = date_bounds(table)
+        if bounds is None:
             return 0
         known = known or {}
-        years = pc.year(table.column("date"))
-        for year in pc.unique(years).to_pylist():
-            rows = table.filter(pc.equal(years, year))
-            self._upsert_year(ticker, year, rows, fetched_at, known.get(year))
-        if ticker in self._oldest_fetch and self._oldest_fetch[ticker] is None:
-            self._oldest_fetch[ticker] = fetched_at
+        since = fetched_since(known.values())
+        if since is None:
+            since = self.fetch_times(ticker).oldest()
+        stamp = fetched_at if since is None else min(since, fetched_at)
+        if bounds[0].year == bounds[1].year:
+            parts = [(bounds[0].year, table)]
+        else:
+            years = pc.year(table.column("date"))
+            parts = [(year, table.filter(pc.equal(years, year))) for year in pc.unique(years).to_pylist()]
+        changes: dict[int, datetime] = {}
+        for year, rows in parts:
+            written = self._upsert_year(ticker, year, rows, fetched_at, known.get(year), stamp)
+            if written is not None:
+                changes[year] = written
+        if changes:
+            self._record_fetch_times(ticker, changes)
         return table.num_rows
 
     def _upsert_year(
-        self, ticker: str, year: int, rows: pa.Table, fetched_at: datetime, known: YearObject | None
-    ) -> None:
+        self,
+        ticker: str,
+        year: int,
+        rows: pa.Table,
+        fetched_at: datetime,
+        known: YearObject | None,
+        stamp: datetime,
+    ) -> datetime | None:
+        """Write one year; the new ``adjusted_as_of`` when it differs from the stored one, else None."""
         key = object_key(ticker, year)
 
-        def attempt(lost: int) -> None:
+        def attempt(lost: int) -> datetime | None:
             current = known if known is not None and lost == 0 else self.read_year(ticker, year)
             merged = merge(current.table, rows)
             if current is known and _unchanged(current, merged):
                 current = self.read_year(ticker, year)  # the caller's copy may be stale: confirm first
                 merged = merge(current.table, rows)
             if _unchanged(current, merged):
-                return  # same rows already stored: no new object version
-            as_of = _adjusted_as_of_after(current, rows, fetched_at)
-            self.store.put(key, encode(merged, as_of), expected_version=current.version)
+                return None  # same rows already stored: no new object version
+            as_of = adjusted_as_of_after(current, rows, fetched_at)
+            self.store.put(key, encode(merged, as_of, stamp), expected_version=current.version)
+            return as_of if current.version is None or as_of != current.adjusted_as_of else None
 
         what = self.store.describe(key)
-        compare_and_swap(attempt, what=what, max_attempts=self.max_attempts, sleep=self.sleep)
+        return compare_and_swap(attempt, what=what, max_attempts=self.max_attempts, sleep=self.sleep)
 
 
 def _unchanged(current: YearObject, merged: pa.Table) -> bool:
     return current.version is not None and merged.equals(current.table)
-
-
-def _adjusted_as_of_after(current: YearObject, rows: pa.Table, fetched_at: datetime) -> datetime:
-    """The object is only as fresh as its oldest row that this write does not replace."""
-    keeps_older_rows = (
-        current.table.num_rows > 0
-        and not pc.all(pc.is_in(current.table.column("date"), value_set=rows.column("date"))).as_py()
-    )
-    if keeps_older_rows and current.adjusted_as_of:
-        return min(current.adjusted_as_of, fetched_at)
-    return fetched_at

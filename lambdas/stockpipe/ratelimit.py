@@ -73,6 +73,13 @@ class RateLimiter:
                 return Slot(now)
             return wait
 
+    def available(self) -> int:
+        """How many acquisitions would succeed right now without waiting."""
+        with self._lock:
+            now = self._clock()
+            expired = sum(1 for t in self._times if t + self.window <= now)
+            return self.limit - len(self._times) + expired
+
     def try_acquire(self) -> bool:
         """Take a slot if one is free right now; never blocks."""
         return isinstance(self._reserve(), Slot)

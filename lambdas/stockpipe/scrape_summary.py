@@ -5,14 +5,22 @@ The summary is a public contract (the orchestrator and the CLI read it; README "
 (``rejected``: at most ``validation.REJECTED_SHOWN`` ``{"date", "reason"}`` entries, ``rejected_rows``,
 ``out_of_range_rows``); ``failed[T]`` holds a ``FailureKind`` and a message that went through
 ``errors.clean_message``. The closing log line is also the EMF record of the run's metrics.
+
+Lambda answers at most 6 MB, so the per-ticker detail is capped: ``succeeded`` and ``failed`` together
+hold at most ``DETAIL_MAX`` tickers (failures first, non-skipped before skipped, then successes, each in
+run order); ``detail_omitted`` says how many were left out. The counts are always exact:
+``tickers_succeeded``, ``tickers_failed``, ``failed_by_kind`` and the totals. Every ticker's detail is in
+its own log line whatever the cap. With the longest entries (a success listing 20 rejected rows, ~2.5 KB;
+a failure with a 300-character message, ~0.4 KB) the summary stays below 3 MB.
 """
 
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Literal, TypedDict
+from typing import Any, Final, Literal, TypedDict
 
 from stockpipe.errors import FailureKind, clean_message
 from stockpipe.layout import FUNCTION_DIMENSION, ScraperMetric
@@ -20,6 +28,9 @@ from stockpipe.logs import emf_fields, get_logger
 from stockpipe.tiingo import PriceReply, RequestStats
 
 log = get_logger("scraper")
+
+# Tickers listed with their detail in one summary (succeeded + failed); see the module docstring.
+DETAIL_MAX: Final = 1000
 
 
 class Rejection(TypedDict):
@@ -50,6 +61,10 @@ class ScrapeSummary(TypedDict):
     tickers: int
     succeeded: dict[str, TickerSuccess]
     failed: dict[str, TickerFailure]
+    tickers_succeeded: int
+    tickers_failed: int
+    failed_by_kind: dict[str, int]
+    detail_omitted: int
     rows_written: int
     requests: int
     retries: int
@@ -116,15 +131,19 @@ def summarise(
     outcomes: list[Outcome], *, catch_up: bool, seconds: float, days_behind: int | None
 ) -> ScrapeSummary:
     """The handler's return value; also logs it as the run's EMF record."""
-    succeeded = {o.ticker: o.success_entry() for o in outcomes if o.kind is None}
+    failures = [o for o in outcomes if o.kind is not None]
+    successes = [o for o in outcomes if o.kind is None]
+    listed = sorted(failures, key=lambda o: o.kind is FailureKind.SKIPPED)[:DETAIL_MAX]
+    listed_successes = successes[: DETAIL_MAX - len(listed)]
     failed = {
         o.ticker: TickerFailure(error=o.kind.value, message=o.message, requests=o.stats.requests)
-        for o in outcomes
+        for o in listed
         if o.kind is not None
     }
+    succeeded = {o.ticker: o.success_entry() for o in listed_successes}
     totals: dict[str, int] = {
         ScraperMetric.ROWS_WRITTEN: sum(o.rows for o in outcomes),
-        ScraperMetric.TICKERS_FAILED: len(failed),
+        ScraperMetric.TICKERS_FAILED: len(failures),
         ScraperMetric.RETRIES: sum(o.stats.retries for o in outcomes),
         ScraperMetric.REQUESTS: sum(o.stats.requests for o in outcomes),
     }
@@ -135,6 +154,10 @@ def summarise(
         tickers=len(outcomes),
         succeeded=succeeded,
         failed=failed,
+        tickers_succeeded=len(successes),
+        tickers_failed=len(failures),
+        failed_by_kind=dict(Counter(o.kind.value for o in failures if o.kind is not None)),
+        detail_omitted=len(outcomes) - len(succeeded) - len(failed),
         rows_written=totals[ScraperMetric.ROWS_WRITTEN],
         requests=totals[ScraperMetric.REQUESTS],
         retries=totals[ScraperMetric.RETRIES],
@@ -146,7 +169,7 @@ def summarise(
         extra={
             "mode": summary["mode"],
             "tickers": len(outcomes),
-            "failed_tickers": sorted(failed),
+            "failed_tickers": sorted(o.ticker for o in failures)[:DETAIL_MAX],
             "duration_ms": summary["duration_ms"],
             **emf_fields(totals, dimensions={FUNCTION_DIMENSION: function}),
         },

@@ -5,13 +5,20 @@ daily schedule: from the last stored date minus a lookback, so Tiingo's late cor
 
 Isolation: whatever goes wrong with one ticker (a refused request, an invalid reply, an unreadable stored
 object, even a bug) becomes that ticker's failure in the summary; nothing is raised out of the thread
-pool and the other tickers go on. Only failures that would hit every ticker the same way
+pools and the other tickers go on. Only failures that would hit every ticker the same way
 (``errors.stops_run``: bad token, exhausted quota, Tiingo unreachable) stop further requests at once,
 and the tickers not yet started are reported ``skipped``.
 
 Only screened rows are stored (``validation``): rows of the requested range, never after today in New
 York; in catch-up mode the summary line also carries ``TradingDaysBehind``, how many NYSE trading days
 the stalest ticker's data lags the last completed session (what the freshness alarm watches).
+
+Two pools, so that Tiingo always has ``concurrency`` requests in flight: the *fetch* pool only sends
+requests; the *store* pool reads what is stored (catch-up, ahead of the fetches) and merges and writes
+what was fetched (behind them). When the client-side limit cannot serve every ticker (more tickers than
+free requests this hour), catch-up first reads them all and fetches the furthest behind first, so the
+next run starts with the tickers a stopped run did not reach; otherwise each ticker is fetched as soon
+as its stored state is known.
 """
 
 from __future__ import annotations
@@ -20,40 +27,27 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
-
-import pyarrow.compute as pc
 
 from stockpipe.calendar import last_completed_trading_day, new_york_today, trading_days_after
 from stockpipe.errors import FailureKind, StockpipeError, stops_run
 from stockpipe.logs import get_logger
 from stockpipe.objectstore import ObjectStore, open_store
 from stockpipe.partitions import with_partitions
-from stockpipe.prices import date_bounds, empty_table
+from stockpipe.prices import reply_table
 from stockpipe.pricestore import Latest, PriceStore, YearObject
 from stockpipe.scrape_event import ScrapeRequest, parse_scrape_event
 from stockpipe.scrape_summary import Outcome, ScrapeSummary, log_ticker, summarise
-from stockpipe.settings import data_location, env_int
+from stockpipe.settings import ScraperSettings, data_location
 from stockpipe.tiingo import PriceReply, RequestStats, TiingoClient, client_from_env
 from stockpipe.universe import load_universe
 
+__all__ = ["ScraperRuntime", "ScraperSettings", "handle", "runtime_from_env", "scrape"]
+
 log = get_logger("scraper")
-
-
-@dataclass(frozen=True)
-class ScraperSettings:
-    concurrency: int = 8
-    lookback_days: int = 7
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> ScraperSettings:
-        return cls(
-            concurrency=env_int(env, "SCRAPER_CONCURRENCY", cls.concurrency, minimum=1),
-            lookback_days=env_int(env, "LOOKBACK_DAYS", cls.lookback_days),
-        )
 
 
 @dataclass
@@ -77,6 +71,7 @@ def runtime_from_env(
     secrets_client: Any = None,
     glue_client: Any = None,
 ) -> ScraperRuntime:
+    """Every variable is read through a settings class (``stockpipe.settings``)."""
     settings = ScraperSettings.from_env(env)
     client = client_from_env(env, secrets_client=secrets_client, max_connections=settings.concurrency)
     store = with_partitions(open_store(data_location(env), s3_client), env, glue_client)
@@ -109,20 +104,35 @@ class _Stop:
 def scrape(tickers: list[str], request: ScrapeRequest, runtime: ScraperRuntime) -> ScrapeSummary:
     started = time.monotonic()
     now = runtime.clock()
-    stop = _Stop()
-    workers = max(1, min(runtime.settings.concurrency, len(tickers)))
-    stored: dict[str, Latest | Outcome] = {}
     catch_up = request.start is None
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scrape") as pool:
+    workers = max(1, min(runtime.settings.concurrency, len(tickers)))
+    with (
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scrape") as fetchers,
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="store") as storers,
+    ):
+        run = _Run(request, runtime, storers)
+        reads: list[Future[Latest | Outcome] | None] = [None] * len(tickers)
         if catch_up:
-            # Catch-up reads what is stored first and fetches the tickers furthest behind first: when a
-            # quota stops this run, the next one starts with the tickers it did not reach.
-            read = pool.map(lambda t: _read_latest(runtime.prices, t, new_york_today(now).year), tickers)
-            stored = dict(zip(tickers, read, strict=True))
-            tickers = sorted(tickers, key=lambda t: _stored_last(stored[t]) or date.min)
-        outcomes = list(pool.map(lambda t: _scrape_ticker(t, request, runtime, stop, stored.get(t)), tickers))
+            year = new_york_today(now).year
+            reads = [storers.submit(_read_latest, runtime.prices, t, year) for t in tickers]
+            if _quota_may_stop(runtime, len(tickers)):
+                # Fetch the tickers furthest behind first: a run the quota stops leaves the others for
+                # the next run, which then starts with them.
+                order = sorted(range(len(tickers)), key=lambda i: _stored_last(reads[i].result()) or date.min)  # type: ignore[union-attr]
+                tickers, reads = [tickers[i] for i in order], [reads[i] for i in order]
+        jobs = [fetchers.submit(run.fetch, t, read) for t, read in zip(tickers, reads, strict=True)]
+        outcomes = [_resolve(job.result()) for job in jobs]
     behind = _trading_days_behind(outcomes, now) if catch_up else None
     return summarise(outcomes, catch_up=catch_up, seconds=time.monotonic() - started, days_behind=behind)
+
+
+def _quota_may_stop(runtime: ScraperRuntime, tickers: int) -> bool:
+    limiter = runtime.client.rate_limiter
+    return limiter is not None and limiter.available() < tickers
+
+
+def _resolve(result: Outcome | Future[Outcome]) -> Outcome:
+    return result.result() if isinstance(result, Future) else result
 
 
 def _read_latest(prices: PriceStore, ticker: str, year: int) -> Latest | Outcome:
@@ -139,40 +149,6 @@ def _stored_last(latest: Latest | Outcome) -> date | None:
     return latest[1].last_date
 
 
-def _scrape_ticker(
-    ticker: str, request: ScrapeRequest, runtime: ScraperRuntime, stop: _Stop, latest: Latest | Outcome
-) -> Outcome:
-    if isinstance(latest, Outcome):
-        log_ticker(latest)
-        return latest  # its stored objects could not be read: nothing fetched, nothing written
-    outcome = Outcome(ticker, last_date=_stored_last(latest))
-    if stop.is_set():
-        outcome.fail(FailureKind.SKIPPED, f"{ticker} not attempted: the run stopped at a {stop.kind} failure")
-        return outcome
-    started = time.monotonic()
-    try:
-        now = runtime.clock()
-        reply, known = _fetch(ticker, request, runtime, new_york_today(now), outcome.stats, latest)
-        if _has_new_corporate_action(ticker, reply, runtime.prices):
-            reply = _refetch_history(ticker, reply, runtime, new_york_today(now), outcome.stats)
-            outcome.rewritten = True
-            known = {}
-        outcome.rows = runtime.prices.upsert(ticker, reply.table, fetched_at=now, known=known)
-        if outcome.rewritten:
-            runtime.prices.forget(ticker)
-        outcome.reply = reply
-        outcome.start, outcome.end = date_bounds(reply.table) or (None, None)
-        if outcome.end is not None:
-            outcome.last_date = max(outcome.end, outcome.last_date or outcome.end)
-    except Exception as exc:  # isolation: see the module docstring
-        _failed(outcome, exc)
-        if stops_run(outcome.kind):
-            stop.set(outcome.kind)  # every other ticker would fail the same way: spend no more requests
-    outcome.duration_ms = round((time.monotonic() - started) * 1000)
-    log_ticker(outcome)
-    return outcome
-
-
 def _failed(outcome: Outcome, exc: Exception) -> Outcome:
     if isinstance(exc, StockpipeError):
         outcome.fail(exc.kind, exc)
@@ -180,6 +156,66 @@ def _failed(outcome: Outcome, exc: Exception) -> Outcome:
         log.error("unexpected error", extra={"ticker": outcome.ticker}, exc_info=exc)
         outcome.fail(FailureKind.INTERNAL, f"{outcome.ticker}: unexpected {type(exc).__name__}")
     return outcome
+
+
+class _Run:
+    """One scrape's shared state; ``fetch`` runs in the fetch pool, ``store`` in the store pool."""
+
+    def __init__(self, request: ScrapeRequest, runtime: ScraperRuntime, storers: ThreadPoolExecutor) -> None:
+        self.request = request
+        self.runtime = runtime
+        self.storers = storers
+        self.stop = _Stop()
+
+    def fetch(self, ticker: str, read: Future[Latest | Outcome] | None) -> Outcome | Future[Outcome]:
+        latest = read.result() if read is not None else None
+        if isinstance(latest, Outcome):
+            log_ticker(latest)
+            return latest  # its stored objects could not be read: nothing fetched, nothing written
+        outcome = Outcome(ticker, last_date=_stored_last(latest))
+        if self.stop.is_set():
+            outcome.fail(
+                FailureKind.SKIPPED, f"{ticker} not attempted: the run stopped at a {self.stop.kind} failure"
+            )
+            return outcome
+        started = time.monotonic()
+        try:
+            now = self.runtime.clock()
+            reply, known = _fetch(
+                ticker, self.request, self.runtime, new_york_today(now), outcome.stats, latest
+            )
+        except Exception as exc:  # isolation: see the module docstring
+            return self._finish(outcome, started, exc)
+        return self.storers.submit(self.store, outcome, reply, known, now, started)
+
+    def store(
+        self, outcome: Outcome, reply: PriceReply, known: dict[int, YearObject], now: datetime, started: float
+    ) -> Outcome:
+        ticker, runtime = outcome.ticker, self.runtime
+        try:
+            if runtime.prices.needs_history_rewrite(ticker, reply.newest_event(), known):
+                reply = _refetch_history(ticker, reply, runtime, new_york_today(now), outcome.stats)
+                outcome.rewritten = True
+                known = {}
+            outcome.rows = runtime.prices.upsert(ticker, reply_table(reply), fetched_at=now, known=known)
+            outcome.reply = reply
+            outcome.start, outcome.end = reply.first_date, reply.last_date
+            if outcome.end is not None:
+                outcome.last_date = max(outcome.end, outcome.last_date or outcome.end)
+        except Exception as exc:  # isolation: see the module docstring
+            return self._finish(outcome, started, exc)
+        return self._finish(outcome, started)
+
+    def _finish(self, outcome: Outcome, started: float, exc: Exception | None = None) -> Outcome:
+        if exc is not None:
+            _failed(outcome, exc)
+            if stops_run(outcome.kind):
+                self.stop.set(
+                    outcome.kind
+                )  # every other ticker would fail the same way: spend no more requests
+        outcome.duration_ms = round((time.monotonic() - started) * 1000)
+        log_ticker(outcome)
+        return outcome
 
 
 def _fetch(
@@ -198,7 +234,7 @@ def _fetch(
     if request.start is not None:
         end = min(request.end or today, today)
         if request.start > end:
-            return PriceReply(empty_table(), [], 0, 0), {}  # a range in the future: nothing to ask for
+            return PriceReply(), {}  # a range in the future: nothing to ask for
         return client.get_prices(ticker, request.start, end, stats=stats), {}
     if latest is None:
         return client.get_latest(ticker, until=today, stats=stats), {}
@@ -208,33 +244,12 @@ def _fetch(
     return client.get_prices(ticker, start, today, stats=stats), {year: stored}
 
 
-def _has_new_corporate_action(ticker: str, reply: PriceReply, prices: PriceStore) -> bool:
-    """A split/dividend dated on or after the day some stored rows were fetched makes their adj_* stale.
-
-    Historical events (met while backfilling old chunks) predate every stored fetch and trigger nothing:
-    Tiingo's current adjusted values already include them.
-    """
-    table = reply.table
-    if table.num_rows == 0:
-        return False
-    is_event = pc.or_(
-        pc.not_equal(table.column("split_factor"), 1.0), pc.not_equal(table.column("div_cash"), 0.0)
-    )
-    event_dates = table.column("date").filter(pc.fill_null(is_event, False))
-    if len(event_dates) == 0:
-        return False
-    newest_event = pc.max(event_dates).as_py()
-    oldest_fetch = prices.oldest_fetch(ticker)
-    return oldest_fetch is not None and newest_event >= oldest_fetch.date()
-
-
 def _refetch_history(
     ticker: str, fetched: PriceReply, runtime: ScraperRuntime, today: date, stats: RequestStats
 ) -> PriceReply:
     """The ticker's whole stored range plus the new rows, in one request, so adj_* agree across years."""
     first_stored = runtime.prices.first_date(ticker)
-    bounds = date_bounds(fetched.table)
-    start = min(d for d in (first_stored, bounds[0] if bounds else None) if d is not None)
+    start = min(d for d in (first_stored, fetched.first_date) if d is not None)
     log.info("corporate action: rewriting stored history", extra={"ticker": ticker, "start": str(start)})
     return runtime.client.get_prices(ticker, start, today, stats=stats)
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from stockpipe.errors import register_secret
 from stockpipe.logs import get_logger
+from stockpipe.settings import API_TOKEN_ENV, TokenSettings
 
 _log = get_logger("secrets")
 
@@ -82,7 +83,7 @@ def token_source_from_env(
     clock: Callable[[], float] = time.monotonic,
 ) -> TokenSource:
     """TIINGO_SECRET_ARN (SecretString is the bare token) wins over TIINGO_API_TOKEN (never re-read)."""
-    arn = env.get("TIINGO_SECRET_ARN", "").strip()
+    arn = TokenSettings.from_env(env).secret_arn
     if arn:
         if secrets_client is None:
             import boto3
@@ -91,7 +92,7 @@ def token_source_from_env(
         return TokenSource(
             lambda: _read_secret(secrets_client, arn), max_age=max_age_minutes * 60.0, clock=clock
         )
-    token = env.get("TIINGO_API_TOKEN", "").strip()
+    token = env.get(API_TOKEN_ENV, "").strip()
     if token:
         return TokenSource.fixed(token)
     raise ValueError("no Tiingo token: set TIINGO_SECRET_ARN (in AWS) or TIINGO_API_TOKEN (locally)")

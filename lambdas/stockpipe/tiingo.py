@@ -6,8 +6,10 @@ that keeps to the limiter never trips Tiingo's hourly quota. The token travels o
 ``Authorization`` header: never in URLs, messages, reprs or exception chains; it comes from a
 ``TokenSource`` (re-read after its maximum age, and once at once when Tiingo refuses it).
 
-Every price reply passes ``validation.screen`` before it becomes a table: invalid rows are quarantined
-(listed in ``PriceReply.rejected``), rows outside the requested range are counted and dropped.
+Every price reply passes ``validation.screen``: invalid rows are quarantined (listed in
+``PriceReply.rejected``), rows outside the requested range are counted and dropped. A reply is plain
+Python (``validation.Screened``); the Arrow table is built on the storage side (``prices.reply_table``),
+so the orchestrator, which asks only for metadata, imports httpx and JSON here and never pyarrow.
 
 Where a failure happened decides what it costs::
 
@@ -30,7 +32,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-import pyarrow as pa
 
 from stockpipe.errors import (
     AuthenticationError,
@@ -42,13 +43,12 @@ from stockpipe.errors import (
     clean_message,
 )
 from stockpipe.logs import get_logger
-from stockpipe.prices import screened_table
 from stockpipe.ratelimit import RateLimiter, Slot
 from stockpipe.secrets import TokenSource, token_source_from_env
 from stockpipe.settings import DEFAULT_MAX_RETRIES, DEFAULT_TIINGO_BASE_URL, TiingoSettings
 from stockpipe.tickers import normalize_ticker
 from stockpipe.tiingo_replies import interpret
-from stockpipe.validation import DATE_RULE, parse_day, screen
+from stockpipe.validation import DATE_RULE, Screened, parse_day, screen
 
 DEFAULT_BASE_URL = DEFAULT_TIINGO_BASE_URL
 # Tiingo unreachable is usually not a blip a long backoff fixes, and it stops the run: retry briefly.
@@ -74,14 +74,9 @@ class TickerMetadata:
     end_date: date | None
 
 
-@dataclass(frozen=True)
-class PriceReply:
-    """A screened price reply: the storable rows, and what was left out (see ``validation``)."""
-
-    table: pa.Table
-    rejected: list[dict[str, str | None]]  # {"date", "reason"}: the first validation.REJECTED_SHOWN
-    rejected_rows: int
-    out_of_range_rows: int
+# A screened price reply: the storable rows (sorted, one per date) and what was left out (``rejected``,
+# ``rejected_rows``, ``out_of_range_rows``); see ``validation``.
+PriceReply = Screened
 
 
 def client_from_env(
@@ -299,13 +294,9 @@ class TiingoClient:
 
 def _reply(symbol: str, rows: Any, start: date | None, end: date | None) -> PriceReply:
     try:
-        screened = screen(rows, start=start, end=end)
+        return screen(rows, start=start, end=end)
     except BadPayloadError as exc:
         message = f"Tiingo prices for {symbol}: {exc}"
-    else:
-        return PriceReply(
-            screened_table(screened), screened.rejected, screened.rejected_rows, screened.out_of_range_rows
-        )
     raise BadPayloadError(message)
 
 

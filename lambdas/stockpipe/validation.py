@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import re
 from dataclasses import dataclass, field
 from datetime import date
@@ -63,8 +64,14 @@ FIELDS: Final = (
 )
 _ORDERED_PAIRS: Final = (("high", "low"), ("adjHigh", "adjLow"))
 _INDEX: Final = {spec.key: i for i, spec in enumerate(FIELDS)}
+_GET_FIELDS: Final = operator.itemgetter(*(spec.key for spec in FIELDS))  # KeyError when one is absent
+_INF: Final = math.inf
+_SPLIT: Final = 1 + _INDEX["splitFactor"]  # positions in a valid row (the date comes first)
+_DIVIDEND: Final = 1 + _INDEX["divCash"]
 
 _TIINGO_DAY = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})(?:T00:00:00(?:\.0{1,9})?(?:Z|\+00:00)?)?")
+_USUAL_SUFFIX: Final = "T00:00:00.000Z"
+_USUAL_LENGTH: Final = 10 + len(_USUAL_SUFFIX)
 DATE_RULE: Final = "not a Tiingo date (YYYY-MM-DD, optionally T00:00:00[.000][Z|+00:00])"
 
 
@@ -87,6 +94,19 @@ def parse_day(value: Any) -> date | None:
     """The calendar day of a Tiingo date string, or None when it is not one (see the module rule)."""
     if not isinstance(value, str):
         return None
+    if (  # the form Tiingo sends on every row, checked without the regex (the same rule)
+        len(value) == _USUAL_LENGTH
+        and value.endswith(_USUAL_SUFFIX)
+        and value.isascii()
+        and value[4] == value[7] == "-"
+        and value[:4].isdigit()
+        and value[5:7].isdigit()
+        and value[8:10].isdigit()
+    ):
+        try:
+            return date(int(value[:4]), int(value[5:7]), int(value[8:10]))
+        except ValueError:
+            return None
     match = _TIINGO_DAY.fullmatch(value)
     if match is None:
         return None
@@ -98,7 +118,11 @@ def parse_day(value: Any) -> date | None:
 
 @dataclass
 class Screened:
-    """A reply after screening: the storable rows, plus what was left out and why."""
+    """A reply after screening: the storable rows, plus what was left out and why.
+
+    ``valid`` is sorted by date with one row per date (of repeated dates the last is kept: later rows
+    are newer data), so a table built from it needs no sort and its bounds are its ends.
+    """
 
     valid: list[tuple[Any, ...]] = field(default_factory=list)  # (date, *FIELDS values) per row
     rejected: list[dict[str, str | None]] = field(default_factory=list)  # the first REJECTED_SHOWN
@@ -108,6 +132,22 @@ class Screened:
     @property
     def rows(self) -> int:
         return len(self.valid)
+
+    @property
+    def first_date(self) -> date | None:
+        return self.valid[0][0] if self.valid else None
+
+    @property
+    def last_date(self) -> date | None:
+        return self.valid[-1][0] if self.valid else None
+
+    def newest_event(self) -> date | None:
+        """The newest day with a split (``splitFactor`` != 1) or a dividend (``divCash`` != 0)."""
+        for row in reversed(self.valid):
+            split, dividend = row[_SPLIT], row[_DIVIDEND]
+            if (split is not None and split != 1.0) or (dividend is not None and dividend != 0.0):
+                return row[0]
+        return None
 
     def columns(self) -> dict[str, list[Any]]:
         """The valid rows by stored column name: ``date`` then FIELDS order."""
@@ -132,6 +172,8 @@ def screen(rows: Any, *, start: date | None = None, end: date | None = None) -> 
     if not all(isinstance(row, dict) for row in rows):
         raise BadPayloadError("expected every price row to be a JSON object")
     screened = Screened()
+    valid = screened.valid
+    ordered = True  # Tiingo sends ascending dates: then no sort is needed
     for row in rows:
         day = parse_day(row.get("date"))
         if day is None:
@@ -140,12 +182,57 @@ def screen(rows: Any, *, start: date | None = None, end: date | None = None) -> 
         if (start is not None and day < start) or (end is not None and day > end):
             screened.out_of_range_rows += 1
             continue
-        values = _values(row)
-        if isinstance(values, str):
-            screened.reject(day, values)
-            continue
-        screened.valid.append((day, *values))
+        kept = _typical(row, day)
+        if kept is None:  # anything unusual (an int price, a null, a bad value) takes the field-by-field path
+            values = _values(row)
+            if isinstance(values, str):
+                screened.reject(day, values)
+                continue
+            kept = (day, *values)
+        if valid and day <= valid[-1][0]:
+            ordered = False
+        valid.append(kept)
+    if not ordered:  # one row per date, the last one kept, in date order
+        screened.valid = sorted({row[0]: row for row in valid}.values(), key=lambda row: row[0])
     return screened
+
+
+def _typical(row: dict[str, Any], day: date) -> tuple[Any, ...] | None:
+    """The valid row as Tiingo usually sends it (every field, float prices, an int volume), in one test.
+
+    The same rules as ``_values``, for this shape only: it returns None, never a reason, so any row it
+    does not accept is judged by ``_values``. Together they are the one rule set (tests/test_validation).
+    """
+    try:
+        o, h, lo, c, v, ao, ah, al, ac, av, dc, sf = _GET_FIELDS(row)
+    except KeyError:
+        return None
+    if (
+        type(o) is float
+        and type(h) is float
+        and type(lo) is float
+        and type(c) is float
+        and type(v) is int
+        and type(ao) is float
+        and type(ah) is float
+        and type(al) is float
+        and type(ac) is float
+        and type(av) is float
+        and type(dc) is float
+        and type(sf) is float
+        and 0.0 <= o < _INF
+        and 0.0 <= lo <= h < _INF
+        and 0.0 < c < _INF
+        and 0 <= v < _INT64_LIMIT
+        and 0.0 <= ao < _INF
+        and 0.0 <= al <= ah < _INF
+        and 0.0 <= ac < _INF
+        and 0.0 <= av < _INF
+        and 0.0 <= dc < _INF
+        and 0.0 < sf < _INF
+    ):
+        return (day, o, h, lo, c, v, ao, ah, al, ac, av, dc, sf)
+    return None
 
 
 def _values(row: dict[str, Any]) -> list[float | int | None] | str:

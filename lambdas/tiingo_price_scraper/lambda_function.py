@@ -1,9 +1,9 @@
 """tiingo-price-scraper: Lambda entry point. Thin: validate the event and call the shared library.
 
 Event: ``{"tickers": [...], "start_date": "YYYY-MM-DD", "end_date": "YYYY-MM-DD"}``, every key optional
-(no dates: daily catch-up; no tickers: ``config/universe.json``). Environment: DATA_BUCKET,
-TIINGO_SECRET_ARN (or TIINGO_API_TOKEN), TIINGO_BASE_URL, SCRAPER_CONCURRENCY, TIINGO_REQUESTS_PER_HOUR,
-LOOKBACK_DAYS, LOG_LEVEL, GLUE_DATABASE + GLUE_TABLE (stockpipe.partitions: register new ticker-years).
+(no dates: daily catch-up; no tickers: ``config/universe.json``). Environment: the settings classes of
+``stockpipe.settings`` (StoreSettings, TokenSettings, TiingoSettings, ScraperSettings, LogSettings: each
+field names its variable and default) and ``stockpipe.partitions.CatalogTarget`` (the Glue table).
 """
 
 from __future__ import annotations

@@ -240,8 +240,12 @@ def test_scraper_role_names_exact_arns_and_no_wildcards(lambdas):
     log_group = child(lambdas, SCRAPER, "aws:cloudwatch/logGroup:LogGroup").outputs["arn"]
     dlq = child(lambdas, SCRAPER, "aws:sqs/queue:Queue").outputs["arn"]
     assert grants(policy) == {
-        "s3:GetObject": {f"{BUCKET_ARN}/prices/daily/*", f"{BUCKET_ARN}/config/universe.json"},
-        "s3:PutObject": {f"{BUCKET_ARN}/prices/daily/*"},
+        "s3:GetObject": {
+            f"{BUCKET_ARN}/prices/daily/*",
+            f"{BUCKET_ARN}/prices/fetch-times/*",
+            f"{BUCKET_ARN}/config/universe.json",
+        },
+        "s3:PutObject": {f"{BUCKET_ARN}/prices/daily/*", f"{BUCKET_ARN}/prices/fetch-times/*"},
         "s3:ListBucket": {BUCKET_ARN},
         "secretsmanager:GetSecretValue": {SECRET_ARN},
         "logs:CreateLogStream": {f"{log_group}:log-stream:*"},

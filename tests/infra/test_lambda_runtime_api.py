@@ -204,14 +204,30 @@ def test_a_real_event_answers_with_the_summary_and_a_malformed_one_with_value_er
         assert good.body["action"] == "status"
 
 
+# What each image must hold, and must not: the orchestrator's image is lean (no pyarrow: it reads JSON only).
+IMAGE_PACKAGES = {
+    "tiingo_price_scraper": (
+        {"awslambdaric", "pyarrow", "httpx", "boto3", "stockpipe", "lambda_function"},
+        set(),
+    ),
+    "tiingo_backfill_orchestrator": (
+        {"awslambdaric", "httpx", "boto3", "stockpipe", "backfill_orchestrator"},
+        {"pyarrow"},
+    ),
+}
+NEVER_IN_AN_IMAGE = {"numpy", "pandas", "moto", "pytest", "pulumi", "tests"}
+
+
 @pytest.mark.slow
-def test_the_runtime_sees_only_the_task_root_and_the_image_packages(tmp_path, runtime_cache):
-    image = build_image(CASES[0].folder, tmp_path, runtime_cache)
+@pytest.mark.parametrize("folder", sorted(IMAGE_PACKAGES))
+def test_the_runtime_sees_only_the_task_root_and_the_image_packages(folder, tmp_path, runtime_cache):
+    image = build_image(folder, tmp_path, runtime_cache)
+    present, absent = IMAGE_PACKAGES[folder]
+    modules = sorted(present | absent | NEVER_IN_AN_IMAGE)
     probe = (
         "import importlib.util as u, json, sys;"
         "print(json.dumps({'path': sys.path, 'found': {m: u.find_spec(m) is not None for m in"
-        " ['awslambdaric', 'pyarrow', 'httpx', 'boto3', 'stockpipe', 'lambda_function',"
-        " 'numpy', 'pandas', 'moto', 'pytest', 'pulumi', 'tests']}}))"
+        f" {modules!r}}}}}))"
     )
     command = [*runtime_command(image.python, image.recipe)[:3], "-c", probe]
     result = subprocess.run(
@@ -229,10 +245,8 @@ def test_the_runtime_sees_only_the_task_root_and_the_image_packages(tmp_path, ru
     assert all(entry == "" or entry.startswith(allowed) for entry in seen["path"]), seen["path"]
     assert not any(entry.startswith(sys.base_prefix) and "site-packages" in entry for entry in seen["path"])
     found = seen["found"]
-    assert all(
-        found[m] for m in ("awslambdaric", "pyarrow", "httpx", "boto3", "stockpipe", "lambda_function")
-    )
-    assert not any(found[m] for m in ("numpy", "pandas", "moto", "pytest", "pulumi", "tests")), found
+    assert all(found[m] for m in present), found
+    assert not any(found[m] for m in absent | NEVER_IN_AN_IMAGE), found
 
 
 @pytest.mark.slow

@@ -184,7 +184,8 @@ def _quiet_logs(verbose: bool) -> Iterator[None]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from stockpipe_local.runner import Runner, RunOptions, environment_token, load_stack_config
+    from stockpipe_local.run_loop import Runner, RunOptions, environment_token
+    from stockpipe_local.stack_config import load_stack_config
 
     stack = load_stack_config(args.stack_config)
     token = environment_token(os.environ)
@@ -208,7 +209,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from stockpipe_local.runner import load_stack_config, status_text
+    from stockpipe_local.report import status_text
+    from stockpipe_local.stack_config import load_stack_config
 
     stack = load_stack_config(args.stack_config)
     print(status_text(args.data_dir, stack.chunk_months))

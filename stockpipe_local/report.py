@@ -13,9 +13,11 @@ from datetime import date
 from pathlib import Path
 
 from stockpipe.backfill import progress as prog
+from stockpipe.backfill.progress_store import ProgressStore
 from stockpipe.calendar import trading_days
-from stockpipe.objectstore import ObjectStore
+from stockpipe.objectstore import LocalObjectStore, ObjectStore
 from stockpipe.pricestore import PRICES_PREFIX, PriceStore
+from stockpipe_local.console import render_table
 
 
 @dataclass(frozen=True)
@@ -84,17 +86,7 @@ def format_table(reports: Sequence[TickerReport]) -> str:
                 missing,
             )
         )
-    widths = [max(len(row[i]) for row in lines) for i in range(len(header) - 1)]
-    out = []
-    for index, row in enumerate(lines):
-        cells = [
-            cell.rjust(w) if i == 4 else cell.ljust(w)
-            for i, (cell, w) in enumerate(zip(row, widths, strict=False))
-        ]
-        out.append("  ".join([*cells, row[-1]]).rstrip())
-        if index == 0:
-            out.append("  ".join("-" * w for w in [*widths, len(header[-1])]))
-    return "\n".join(out)
+    return render_table(header, lines[1:], right=frozenset({4}))
 
 
 def parquet_glob(data_dir: str | os.PathLike[str]) -> str:
@@ -117,3 +109,40 @@ def duckdb_query(data_dir: str | os.PathLike[str]) -> str:
         f"FROM read_parquet('{parquet_glob(data_dir)}', hive_partitioning=true)\n"
         "GROUP BY ticker ORDER BY ticker;"
     )
+
+
+def status_text(data_dir: Path, chunk_months: int) -> str:
+    """`stockpipe status`: the orchestrator's status answer as a table."""
+    store = LocalObjectStore(data_dir)
+    progress = ProgressStore(store).load()
+    try:
+        from stockpipe.universe import load_universe
+
+        universe = load_universe(store)
+    except ValueError:
+        universe = []
+    summary = prog.summarize(progress, universe, chunk_months=chunk_months)
+    if not summary["tickers"]:
+        return f"No backfill progress in {data_dir} yet: run `make run` (or `stockpipe run`)."
+    rows = [("ticker", "state", "next start", "end", "chunks left", "attempts", "last error")]
+    for ticker, entry in summary["tickers"].items():
+        left = entry["chunks_left"]
+        rows.append(
+            (
+                ticker,
+                entry["state"],
+                entry.get("next_start") or "-",
+                entry.get("end") or "-",
+                "?" if left is None else str(left),
+                str(entry.get("attempts", 0)),
+                (entry.get("last_error") or "")[:80],
+            )
+        )
+    lines = [render_table(rows[0], rows[1:])]
+    counts = summary["counts"]
+    lines.append("")
+    lines.append(
+        f"{counts['done']} done, {counts['in_progress']} in progress, {counts['parked']} parked, "
+        f"{counts['pending']} pending; {summary['chunks_left']} chunk(s) left"
+    )
+    return "\n".join(lines)

@@ -13,7 +13,8 @@ import pytest
 from stockpipe.calendar import trading_days
 from stockpipe_local import report
 from stockpipe_local.cli import build_parser, main
-from stockpipe_local.runner import Runner, RunOptions, load_stack_config
+from stockpipe_local.run_loop import Runner, RunOptions
+from stockpipe_local.stack_config import load_stack_config
 from tests.conftest import TEST_TOKEN
 
 

@@ -11,77 +11,29 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from stockpipe.backfill import progress as prog
 from stockpipe.backfill.invoker import InProcessInvoker
-from stockpipe.backfill.orchestrator import BackfillSettings, Orchestrator, StepOutcome, TiingoMetadataSource
+from stockpipe.backfill.orchestrator import BackfillSettings, Orchestrator, TiingoMetadataSource
 from stockpipe.backfill.progress_store import ProgressStore
 from stockpipe.objectstore import LocalObjectStore, ObjectStore
-from stockpipe.tickers import normalize_tickers
 from stockpipe.universe import save_universe
 from stockpipe_local import report
+from stockpipe_local.console import Console, ProgressBar
 
 SOURCE_KEY = "backfill/source.json"
 CATCHUP_KEY = "backfill/local-catchup.json"
-STACK_PREFIX = "stock-pipeline:"
 SIMULATOR_TOKEN = "local-simulator-token"  # noqa: S105 - the loopback simulator's dummy token
 UNLIMITED = 10**9
 QUOTA_SAFETY_SECONDS = 5  # start a new window a little after the clock hour
-
-
-@dataclass(frozen=True)
-class StackConfig:
-    """The few stack settings a local run uses (from Pulumi.<stack>.yaml)."""
-
-    tickers: list[str] = field(default_factory=list)
-    start_date: date = date(2000, 1, 1)
-    chunk_months: int = 6
-    requests_per_hour: int = 50
-
-
-def load_stack_config(path: str | os.PathLike[str]) -> StackConfig:
-    """Read ``stock-pipeline:*`` keys; a missing file gives the defaults, a malformed one a ValueError."""
-    import yaml
-
-    file = Path(path)
-    if not file.exists():
-        return StackConfig()
-    try:
-        data = yaml.safe_load(file.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{file} is not valid YAML: {str(exc)[:200]}") from None
-    config = data.get("config", {}) if isinstance(data, dict) else {}
-    if not isinstance(config, dict):
-        raise ValueError(f"{file}: 'config' must be a mapping")
-
-    def value(key: str, default: Any) -> Any:
-        raw = config.get(STACK_PREFIX + key, default)
-        return raw.get("value", default) if isinstance(raw, dict) else raw  # Pulumi's {value: ...} form
-
-    tickers = value("tickers", [])
-    if not isinstance(tickers, list):
-        raise ValueError(f"{file}: {STACK_PREFIX}tickers must be a list")
-    try:
-        start = value("backfillStartDate", "2000-01-01")
-        start_date = start if isinstance(start, date) else date.fromisoformat(str(start))
-        chunk_months = int(value("backfillChunkMonths", 6))
-        per_hour = int(value("tiingoRequestsPerHour", 50))
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{file}: {exc}") from None
-    if chunk_months < 0:
-        raise ValueError(f"{file}: {STACK_PREFIX}backfillChunkMonths must be >= 0, got {chunk_months}")
-    if per_hour < 1:
-        raise ValueError(f"{file}: {STACK_PREFIX}tiingoRequestsPerHour must be >= 1, got {per_hour}")
-    return StackConfig(normalize_tickers(tickers), start_date, chunk_months, per_hour)
 
 
 @dataclass
@@ -96,80 +48,6 @@ class RunOptions:
     token: str | None = None
     base_url: str | None = None
     concurrency: int | None = None  # None: 4 with the simulator, 2 against Tiingo
-
-
-class Console:
-    """Progress on stderr: a redrawn bar on a terminal, plain lines otherwise (logs, CI)."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
-        self.tty = bool(getattr(stream, "isatty", lambda: False)())
-        self._open_line = False
-
-    def line(self, text: str) -> None:
-        if self._open_line:
-            self.stream.write("\n")
-            self._open_line = False
-        self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def status(self, text: str) -> None:
-        """A transient line: redrawn in place on a TTY, printed as-is otherwise."""
-        if self.tty:
-            self.stream.write("\r\033[K" + text)
-            self.stream.flush()
-            self._open_line = True
-        else:
-            self.line(text)
-
-    def done(self) -> None:
-        if self._open_line:
-            self.stream.write("\n")
-            self.stream.flush()
-            self._open_line = False
-
-
-class ProgressBar:
-    """Chunks done / chunks known, from the progress snapshot after every step."""
-
-    WIDTH = 30
-
-    def __init__(self, console: Console, tickers: list[str], chunk_months: int) -> None:
-        self.console = console
-        self.tickers = tickers
-        self.chunk_months = chunk_months
-        self.steps = 0
-
-    def __call__(self, outcome: StepOutcome, snapshot: prog.Progress) -> None:
-        self.steps += 1
-        if not self.console.tty and outcome.ok and self.steps % 10 and outcome.work.kind == "chunk":
-            return  # plain output: one line every ten steps, and every failure
-        self.console.status(self.render(snapshot, outcome))
-
-    def render(self, snapshot: prog.Progress, outcome: StepOutcome | None = None) -> str:
-        done_chunks = known = unplanned = finished = 0
-        for ticker in self.tickers:
-            record = snapshot.get(ticker)
-            left = prog.chunks_left(record, self.chunk_months)
-            if record is None or left is None:
-                unplanned += 1
-                continue
-            done_chunks += record.chunks_done
-            known += record.chunks_done + (0 if record.parked else left)
-            finished += record.done or record.parked
-        fraction = done_chunks / known if known else 0.0
-        filled = math.floor(fraction * self.WIDTH)
-        bar = "#" * filled + "." * (self.WIDTH - filled)
-        text = f"[{bar}] {done_chunks}/{known} chunks, {finished}/{len(self.tickers)} tickers"
-        if unplanned:
-            text += f" ({unplanned} not planned yet)"
-        if outcome is not None:
-            work = outcome.work
-            what = f"{work.start}..{work.end}" if work.kind == "chunk" else "metadata"
-            text += f" | {work.ticker} {what}"
-            if not outcome.ok:
-                text += f" FAILED: {outcome.error_kind}"
-        return text
 
 
 class QuotaWindow:
@@ -441,47 +319,6 @@ def _check_source(store: ObjectStore, source: str, data_dir: Path) -> None:
             f"{data_dir} holds data from the {stored}, but this run uses the {source}; "
             "use another --data-dir (or delete that directory) to keep them apart"
         )
-
-
-def status_text(data_dir: Path, chunk_months: int) -> str:
-    """`stockpipe status`: the orchestrator's status answer as a table."""
-    store = LocalObjectStore(data_dir)
-    progress = ProgressStore(store).load()
-    try:
-        from stockpipe.universe import load_universe
-
-        universe = load_universe(store)
-    except ValueError:
-        universe = []
-    summary = prog.summarize(progress, universe, chunk_months=chunk_months)
-    if not summary["tickers"]:
-        return f"No backfill progress in {data_dir} yet: run `make run` (or `stockpipe run`)."
-    rows = [("ticker", "state", "next start", "end", "chunks left", "attempts", "last error")]
-    for ticker, entry in summary["tickers"].items():
-        left = entry["chunks_left"]
-        rows.append(
-            (
-                ticker,
-                entry["state"],
-                entry.get("next_start") or "-",
-                entry.get("end") or "-",
-                "?" if left is None else str(left),
-                str(entry.get("attempts", 0)),
-                (entry.get("last_error") or "")[:80],
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    lines = [
-        "  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[-1]]).rstrip()
-        for row in rows
-    ]
-    counts = summary["counts"]
-    lines.append("")
-    lines.append(
-        f"{counts['done']} done, {counts['in_progress']} in progress, {counts['parked']} parked, "
-        f"{counts['pending']} pending; {summary['chunks_left']} chunk(s) left"
-    )
-    return "\n".join(lines)
 
 
 def environment_token(env: Mapping[str, str]) -> str | None:

@@ -1,39 +1,57 @@
-"""`make run`: the whole pipeline on one machine, with the same code as the Lambdas.
+"""`stockpipe run`: the whole pipeline on one machine, with the same code as the Lambdas.
 
-The orchestrator and the scraper run in-process on a local directory with the bucket's layout. With a
-real Tiingo token the runner keeps to the plan's hourly quota (Tiingo resets it on the clock hour): it
-waits for the next window with a countdown, or stops with the time to run again. Without a token it
-starts the built-in simulator and says so. Running again resumes from backfill/progress.json and spends
-no request on finished work.
+The orchestrator and the scraper run in-process on a local directory with the bucket's layout. Against
+the real API the runner keeps to the plan's hourly quota (Tiingo resets it on the clock hour): it waits
+for the next window with a countdown, or stops and says when to run again. A run that meets another
+run's lease re-reads progress every second and goes on as soon as that lease is given back, expires, or
+its owner's process is gone. Running again resumes from backfill/progress.json and spends no request on
+finished work. ``run`` returns a RunResult; the CLI turns it into output and an exit code.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import date, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
+from urllib.parse import urlsplit
 
 from stockpipe.backfill import progress as prog
 from stockpipe.backfill.invoker import InProcessInvoker
 from stockpipe.backfill.orchestrator import BackfillSettings, Orchestrator, TiingoMetadataSource
+from stockpipe.backfill.owners import owner_process_gone, parse_owner
 from stockpipe.backfill.progress_store import ProgressStore
+from stockpipe.backfill.run_loop import Stopped
+from stockpipe.errors import FailureKind
 from stockpipe.objectstore import LocalObjectStore, ObjectStore
 from stockpipe.universe import save_universe
 from stockpipe_local import report
-from stockpipe_local.console import Console, ProgressBar
+from stockpipe_local.console import BackfillProgress, Console
+from stockpipe_local.exits import ExitCode
+from stockpipe_local.sources import (
+    SIMULATOR,
+    SIMULATOR_TOKEN,
+    TIINGO,
+    QuotaWindow,
+    check_source,
+    estimate_requests,
+    put_json_merged,
+    retry_lost_races,
+    source_of,
+)
 
-SOURCE_KEY = "backfill/source.json"
 CATCHUP_KEY = "backfill/local-catchup.json"
-SIMULATOR_TOKEN = "local-simulator-token"  # noqa: S105 - the loopback simulator's dummy token
 UNLIMITED = 10**9
-QUOTA_SAFETY_SECONDS = 5  # start a new window a little after the clock hour
+LEASE_SECONDS = 300  # in-process steps take seconds; a run killed with -9 blocks a ticker this long at most
+IDLE_RUNS = 3
+
+
+class AuthFailed(ValueError):
+    """Tiingo refused the token (exit 2: a configuration problem, nothing more will work)."""
 
 
 @dataclass
@@ -50,46 +68,40 @@ class RunOptions:
     concurrency: int | None = None  # None: 4 with the simulator, 2 against Tiingo
 
 
-class QuotaWindow:
-    """Requests spent in Tiingo's current clock-hour window (as far as this process knows)."""
+@dataclass
+class Stop:
+    """Why a run stopped with work left (exit 3)."""
 
-    def __init__(self, per_hour: int, clock: Callable[[], float]) -> None:
-        self.per_hour = per_hour
-        self.clock = clock
-        self.window = self._index()
-        self.spent = 0
+    reason: str  # quota | network | leased | no_progress
+    message: str
+    resume_after: datetime | None = None
 
-    def _index(self) -> int:
-        return int(self.clock() // 3600)
 
-    def remaining(self) -> int:
-        if self._index() != self.window:
-            self.window, self.spent = self._index(), 0
-        return max(0, self.per_hour - self.spent)
+@dataclass
+class RunResult:
+    code: ExitCode
+    stop: Stop | None
+    requests: int
+    reports: list[report.TickerReport] = field(default_factory=list)
+    catch_up_failed: dict[str, str] = field(default_factory=dict)
 
-    def exhaust(self) -> None:
-        """Tiingo said 429: whatever we counted, this window is used up."""
-        self.remaining()
-        self.spent = self.per_hour
-
-    def next_window_at(self) -> float:
-        return (self.window + 1) * 3600 + QUOTA_SAFETY_SECONDS
+    @property
+    def parked(self) -> list[str]:
+        return [r.ticker for r in self.reports if r.state == "parked"]
 
 
 class Runner:
     def __init__(
         self,
         options: RunOptions,
+        console: Console,
         *,
-        err: TextIO | None = None,
-        out: TextIO | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
         today: Callable[[], date] = date.today,
     ) -> None:
         self.options = options
-        self.console = Console(err or sys.stderr)
-        self.out = out or sys.stdout
+        self.console = console
         self.sleep = sleep
         self.clock = clock
         self.today = today
@@ -98,22 +110,27 @@ class Runner:
 
     # -------------------------------------------------------------- top level
 
-    def run(self) -> int:
+    def run(self) -> RunResult:
         options = self.options
-        if not options.tickers:
-            raise ValueError(
-                "no tickers: set stock-pipeline:tickers in the stack config or pass --tickers AAPL,MSFT"
-            )
         options.data_dir.mkdir(parents=True, exist_ok=True)
         store = LocalObjectStore(options.data_dir)
+        failed: dict[str, str] = {}
         with self._tiingo() as (base_url, token, source):
-            _check_source(store, source, options.data_dir)
-            save_universe(store, options.tickers)
-            finished = self._backfill(store, base_url, token)
-            if finished:
-                finished = self._catch_up(store, base_url, token)
-        self._report(store)
-        return 0
+            check_source(store, source, options.data_dir)
+            retry_lost_races(lambda: save_universe(store, options.tickers))
+            if self.quota is not None:
+                self._announce_cost(store)
+            stop = self._backfill(store, base_url, token)
+            if stop is None:
+                stop, failed = self._catch_up(store, base_url, token)
+        reports = report.build_report(store, options.tickers, ProgressStore(store).load(), today=self.today())
+        if stop is not None:
+            code = ExitCode.STOPPED
+        elif failed or any(r.state == "parked" for r in reports):
+            code = ExitCode.FAILED
+        else:
+            code = ExitCode.OK
+        return RunResult(code, stop, self.requests, reports, failed)
 
     @contextmanager
     def _tiingo(self) -> Iterator[tuple[str, str, str]]:
@@ -124,28 +141,44 @@ class Runner:
             if not options.token:
                 raise ValueError("--real needs TIINGO_API_TOKEN in the environment")
             url = options.base_url or DEFAULT_BASE_URL
-            self.console.line(f"Tiingo: the real API at {url} (token from TIINGO_API_TOKEN)")
-            self.console.line(
-                f"Quota: {options.requests_per_hour} requests per clock hour "
-                "(stock-pipeline:tiingoRequestsPerHour in the stack config)"
-            )
-            yield url, options.token, "tiingo"
+            source = source_of(False, url)
+            if source == TIINGO:
+                self.console.line(f"Tiingo: the real API at {url} (token from TIINGO_API_TOKEN)")
+            else:
+                self.console.warn(f"Tiingo: TIINGO_BASE_URL points at {url}, not the real API")
+            yield url, options.token, source
             return
         from stockpipe_local.simulator import TiingoSimulator
 
         with TiingoSimulator(token=SIMULATOR_TOKEN, today=self.today()) as simulator:
             self.console.line(
-                "Tiingo: the BUILT-IN SIMULATOR at "
-                f"{simulator.base_url} (synthetic prices, no quota) because TIINGO_API_TOKEN is not set."
+                f"Tiingo: the BUILT-IN SIMULATOR at {simulator.base_url} (synthetic prices, no quota) "
+                "because TIINGO_API_TOKEN is not set. Set it to fetch real prices."
             )
-            self.console.line(
-                "       Set TIINGO_API_TOKEN (and use another --data-dir) to fetch real prices."
-            )
-            yield simulator.base_url, SIMULATOR_TOKEN, "simulator"
+            yield simulator.base_url, SIMULATOR_TOKEN, SIMULATOR
+
+    def _announce_cost(self, store: ObjectStore) -> None:
+        """Before the first request: how many the run needs and how long the quota makes that take."""
+        assert self.quota is not None
+        options = self.options
+        estimate = estimate_requests(
+            ProgressStore(store).load(),
+            options.tickers,
+            start=options.start_date,
+            today=self.today(),
+            chunk_months=options.chunk_months,
+        )
+        per = "whole-range requests" if options.chunk_months == 0 else f"{options.chunk_months}-month chunks"
+        self.console.line(
+            f"{estimate.tickers} ticker{'s' if estimate.tickers != 1 else ''}: "
+            f"{'up to ' if estimate.unplanned else ''}{estimate.requests} "
+            f"requests ({per}), {self.quota.describe(estimate.requests)}; "
+            f"quota {self.quota.per_hour} per clock hour (stock-pipeline:tiingoRequestsPerHour)"
+        )
 
     # -------------------------------------------------------------- backfill loop
 
-    def _components(self, store: ObjectStore, base_url: str, token: str) -> tuple[Orchestrator, Any]:
+    def _orchestrator(self, store: ObjectStore, base_url: str, token: str, listener: Any) -> Orchestrator:
         from stockpipe import scraper
 
         options = self.options
@@ -164,96 +197,110 @@ class Runner:
             request_budget=UNLIMITED,
             concurrency=concurrency,
             requests_per_hour=0,
-            lease_seconds=300,  # in-process chunks take seconds; a killed run blocks a ticker briefly
+            lease_seconds=LEASE_SECONDS,
         )
-        orchestrator = Orchestrator(
+        return Orchestrator(
             store,
             InProcessInvoker(lambda event: scraper.handle(event, runtime)),
             TiingoMetadataSource(lambda: runtime.client),
             settings,
             today=self.today,
-            listener=ProgressBar(self.console, options.tickers, options.chunk_months),
+            listener=listener,
+            owner_gone=owner_process_gone,  # a local run can tell when a lease's owner process has died
         )
-        return orchestrator, runtime
 
-    def _backfill(self, store: ObjectStore, base_url: str, token: str) -> bool:
-        """Repeat orchestrator runs until every ticker is done or parked; False when stopped early."""
+    def _backfill(self, store: ObjectStore, base_url: str, token: str) -> Stop | None:
+        """Repeat orchestrator runs until every ticker is done or parked; a Stop when it cannot go on."""
         options = self.options
-        orchestrator, _ = self._components(store, base_url, token)
-        quota = self.quota
-        bar = orchestrator.listener
-        assert isinstance(bar, ProgressBar)
-        self.console.status(bar.render(orchestrator.progress.load()))
-        idle_runs = 0
-        while True:
-            budget = UNLIMITED if quota is None else quota.remaining()
-            if budget < 1:
-                assert quota is not None
-                if not self._wait_until(quota.next_window_at(), "Tiingo's hourly quota is used up"):
-                    return False
-                continue
-            summary = orchestrator.run(options.tickers, budget=budget)
-            self.requests += summary["requests"]
-            if quota is not None:
-                quota.spent += summary["requests"]
-            stopped = summary["stopped"]
-            if stopped == "complete":
-                self.console.done()
-                return True
-            if stopped == "auth":
-                self.console.line(f"Tiingo rejected the token: {next(iter(summary['errors'].values()), '')}")
-                raise ValueError("authentication failed: check TIINGO_API_TOKEN")
-            if stopped == "rate_limited":
-                if quota is None:
-                    raise ValueError("the simulator answered 429 although it has no quota")
-                quota.exhaust()
-                continue
-            progressed = summary["chunks_done"] or summary["metadata_lookups"] or summary["errors"]
-            if stopped == "no_work" and summary["leased_elsewhere"]:
-                expiry = prog.lease_expiry_of(
-                    orchestrator.progress.load(), summary["leased_elsewhere"], orchestrator.clock()
-                )
-                if expiry is not None and not self._wait_until(
-                    expiry.timestamp() + 1, f"{', '.join(summary['leased_elsewhere'])} claimed by another run"
-                ):
-                    return False
-                continue
-            idle_runs = 0 if progressed else idle_runs + 1
-            if idle_runs >= 3:
-                self.console.line("The backfill is making no progress; see `stockpipe status`.")
-                return False
+        with self.console.progress(options.tickers, options.chunk_months) as display:
+            orchestrator = self._orchestrator(store, base_url, token, display)
+            display.update(orchestrator.progress.load())
+            idle_runs = 0
+            while True:
+                quota = self.quota
+                budget = UNLIMITED if quota is None else quota.remaining()
+                if budget < 1:
+                    assert quota is not None
+                    stop = self._wait_until(
+                        quota.next_window_at(), "Tiingo's hourly quota is used up", display
+                    )
+                    if stop is not None:
+                        return stop
+                    continue
+                summary = orchestrator.run(options.tickers, budget=budget)
+                self.requests += summary["requests"]
+                if quota is not None:
+                    quota.spend(summary["requests"])
+                stopped = summary["stopped"]
+                if stopped == Stopped.COMPLETE:
+                    display.finish(orchestrator.progress.load())
+                    return None
+                if stopped == FailureKind.AUTH:
+                    raise AuthFailed(
+                        f"Tiingo refused the token: {_first_error(summary)}; check TIINGO_API_TOKEN"
+                    )
+                if stopped == FailureKind.NETWORK:
+                    return Stop("network", _network_message(base_url, _first_error(summary)))
+                if stopped == FailureKind.RATE_LIMITED:
+                    if quota is None:
+                        raise ValueError("the simulator answered 429 although it has no quota")
+                    quota.exhaust()
+                    continue
+                if stopped == Stopped.NO_WORK and summary["leased_elsewhere"]:
+                    stop = self._wait_for_leases(orchestrator.progress, summary["leased_elsewhere"], display)
+                    if stop is not None:
+                        return stop
+                    continue
+                progressed = summary["chunks_done"] or summary["metadata_lookups"] or summary["errors"]
+                idle_runs = 0 if progressed else idle_runs + 1
+                if idle_runs >= IDLE_RUNS:
+                    return Stop("no_progress", "the backfill is making no progress; see `stockpipe status`")
 
-    def _wait_until(self, target: float, reason: str) -> bool:
-        """Countdown to ``target`` (epoch seconds); False (with how to resume) when over --max-wait."""
-        wait = target - self.clock()
-        if wait > self.options.max_wait:
-            at = datetime.fromtimestamp(target).strftime("%H:%M")
-            self.console.line(
-                f"{reason}. Progress is saved in {self.options.data_dir}/backfill/progress.json: "
-                f"run `make run` again after {at} to resume."
-            )
-            return False
+    def _wait_for_leases(
+        self, progress: ProgressStore, tickers: list[str], display: BackfillProgress
+    ) -> Stop | None:
+        """Re-read progress every second until no other live run holds a lease on ``tickers``."""
+        while True:
+            now = datetime.fromtimestamp(self.clock(), UTC)
+            snapshot = progress.load()
+            expiry = prog.lease_expiry_of(snapshot, tickers, now, is_gone=owner_process_gone)
+            if expiry is None:
+                return None  # released, expired, or its run is gone: the next orchestrator run claims it
+            reason = f"{', '.join(tickers)} being fetched by {_holders(snapshot, tickers)}"
+            left = expiry.timestamp() - self.clock()
+            if left > self.options.max_wait:
+                return Stop("leased", f"{reason} until {expiry.astimezone():%H:%M}", expiry)
+            minutes, seconds = divmod(int(left), 60)
+            display.waiting(f"{reason}: waiting for it (at most {minutes:02d}:{seconds:02d})")
+            self.sleep(min(1.0, max(0.05, left)))
+
+    def _wait_until(self, target: float, reason: str, display: BackfillProgress | None) -> Stop | None:
+        """Countdown to ``target`` (epoch seconds); a Stop saying when to resume when over --max-wait."""
+        if target - self.clock() > self.options.max_wait:
+            when = datetime.fromtimestamp(target, UTC)
+            return Stop("quota", f"{reason}; the next window opens at {when.astimezone():%H:%M}", when)
         last_plain = math.inf
         while (left := target - self.clock()) > 0:
             minutes, seconds = divmod(int(left), 60)
             text = f"{reason}: waiting {minutes:02d}:{seconds:02d} (Ctrl-C stops; progress is saved)"
-            if self.console.tty or last_plain - left >= 60:
-                self.console.status(text)
+            if display is not None and self.console.tty:
+                display.waiting(text)
+            elif last_plain - left >= 60:
+                self.console.line(text)
                 last_plain = left
             self.sleep(min(1.0, left))
-        self.console.done()
-        return True
+        return None
 
-    # -------------------------------------------------------------- catch-up and report
+    # -------------------------------------------------------------- catch-up
 
-    def _catch_up(self, store: ObjectStore, base_url: str, token: str) -> bool:
+    def _catch_up(self, store: ObjectStore, base_url: str, token: str) -> tuple[Stop | None, dict[str, str]]:
         """The daily scraper's job, once per day: from each backfill's end (minus a lookback) to today."""
         from stockpipe import scraper
 
         today = self.today()
         progress = ProgressStore(store).load()
         marker = store.get(CATCHUP_KEY)
-        caught = json.loads(marker.body) if marker else {}
+        caught = report.json_object(marker.body if marker else None, store.describe(CATCHUP_KEY))
         due = [
             t
             for t in self.options.tickers
@@ -265,62 +312,46 @@ class Runner:
             and caught.get(t) != today.isoformat()
         ]
         if not due:
-            return True
+            return None, {}
         quota = self.quota
-        # The catch-up needs one request per ticker; wait for a fresh window if this one is used up.
-        if (
-            quota is not None
-            and quota.remaining() < len(due)
-            and not self._wait_until(quota.next_window_at(), "Waiting for quota for the daily catch-up")
-        ):
-            return False
-        if quota is not None:
-            quota.remaining()
-            quota.spent += len(due)
+        if quota is not None and quota.remaining() < len(due):
+            stop = self._wait_until(quota.next_window_at(), "Waiting for quota for the daily catch-up", None)
+            if stop is not None:
+                return stop, {}
         env = {"DATA_DIR": str(self.options.data_dir), "TIINGO_API_TOKEN": token, "TIINGO_BASE_URL": base_url}
         self.console.line(f"Daily catch-up for {len(due)} ticker(s) up to {today}")
         summary = scraper.handle({"tickers": due}, scraper.runtime_from_env(env))
         self.requests += summary["requests"]
-        for ticker in summary["succeeded"]:
-            caught[ticker] = today.isoformat()
-        for ticker, failure in summary["failed"].items():
-            self.console.line(f"catch-up failed for {ticker}: {failure['error']}: {failure['message'][:120]}")
-        store.put(
-            CATCHUP_KEY,
-            json.dumps(caught, indent=1, sort_keys=True).encode(),
-            expected_version=marker.version if marker else None,
-            content_type="application/json",
-        )
-        return True
-
-    def _report(self, store: ObjectStore) -> None:
-        progress = ProgressStore(store).load()
-        reports = report.build_report(store, self.options.tickers, progress)
-        print(file=self.out)
-        print(report.format_table(reports), file=self.out)
-        print(file=self.out)
-        print(f"Tiingo requests this run: {self.requests}", file=self.out)
-        unfinished = [r.ticker for r in reports if r.state not in ("done", "parked")]
-        if unfinished:
-            print(f"Backfill not finished for: {', '.join(unfinished)} (run `make run` again)", file=self.out)
-        print("\nQuery it with DuckDB (`pip install duckdb` or the duckdb CLI):", file=self.out)
-        print(report.duckdb_query(self.options.data_dir), file=self.out)
+        if quota is not None:
+            quota.spend(summary["requests"])
+        put_json_merged(store, CATCHUP_KEY, dict.fromkeys(summary["succeeded"], today.isoformat()))
+        failed = {t: f"{f['error']}: {f['message']}" for t, f in summary["failed"].items()}
+        network = [message for message in failed.values() if message.startswith(f"{FailureKind.NETWORK}:")]
+        if network:
+            return Stop("network", _network_message(base_url, network[0])), {}
+        for ticker, message in failed.items():
+            self.console.warn(f"catch-up failed for {ticker}: {message}")
+        return None, failed
 
 
-def _check_source(store: ObjectStore, source: str, data_dir: Path) -> None:
-    """Never mix simulated and real prices in one data directory."""
-    marker = store.get(SOURCE_KEY)
-    if marker is None:
-        store.put(SOURCE_KEY, json.dumps({"source": source}).encode(), expected_version=None)
-        return
-    stored = json.loads(marker.body).get("source")
-    if stored != source:
-        raise ValueError(
-            f"{data_dir} holds data from the {stored}, but this run uses the {source}; "
-            "use another --data-dir (or delete that directory) to keep them apart"
-        )
+def _holders(snapshot: prog.Progress, tickers: list[str]) -> str:
+    """``pid 4242 on myhost`` for the runs holding leases on ``tickers``."""
+    owners = {
+        parse_owner(record.lease.owner)
+        for ticker in tickers
+        if (record := snapshot.get(ticker)) is not None and record.lease is not None
+    }
+    return ", ".join(sorted(f"pid {pid} on {host}" for host, pid in filter(None, owners))) or "another run"
 
 
-def environment_token(env: Mapping[str, str]) -> str | None:
-    token = env.get("TIINGO_API_TOKEN", "").strip()
-    return token or None
+def _first_error(summary: dict[str, Any]) -> str:
+    return next(iter(summary.get("errors", {}).values()), "")
+
+
+def _network_message(base_url: str, error: str) -> str:
+    """``cannot reach api.tiingo.com: <cause>`` (the client's own words when it already says so)."""
+    detail = error.split(": ", 1)[1] if error.startswith(f"{FailureKind.NETWORK}: ") else error
+    if detail.startswith("cannot reach"):
+        return detail
+    host = urlsplit(base_url).netloc or base_url
+    return f"cannot reach {host}: {detail or 'no connection'}"

@@ -16,8 +16,8 @@ DESCRIPTION = "A Tiingo-compatible end-of-day HTTP server for tests, benchmarks 
 
 def main(argv: list[str] | None = None) -> int:
     """Serve a simulator until Ctrl-C (or SIGTERM); prints the base URL first, on its own line."""
-    parser = argparse.ArgumentParser(prog="python -m stockpipe_local.simulator", description=DESCRIPTION)
-    parser.add_argument("--host", default="127.0.0.1")
+    parser = argparse.ArgumentParser(prog="stockpipe simulator", description=DESCRIPTION)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     parser.add_argument("--token", default="sim-token", help="the token clients must send")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every response")
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quota", type=int, default=None, help="requests per quota window (default: none)")
     parser.add_argument("--quota-window", type=float, default=3600.0, help="seconds, clock-aligned")
     parser.add_argument("--today", type=date.fromisoformat, default=None, help="YYYY-MM-DD (default: today)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic prices (default: 0)")
     args = parser.parse_args(argv)
     sim = TiingoSimulator(
         token=args.token,
@@ -41,8 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: done.set())
     with sim:
-        print(sim.base_url, flush=True)
-        print(f"Tiingo simulator serving (today={sim.today}); Ctrl-C to stop", file=sys.stderr, flush=True)
+        print(sim.base_url, flush=True)  # first line of stdout: scripts read the URL from here
+        print(
+            f"Tiingo simulator at {sim.base_url} (today={sim.today}), token: {sim.token}\n"
+            f"  curl -H 'Authorization: Token {sim.token}' {sim.base_url}/tiingo/daily/AAPL\n"
+            f"  TIINGO_BASE_URL={sim.base_url} TIINGO_API_TOKEN={sim.token} stockpipe run --tickers AAPL\n"
+            "Ctrl-C stops it.",
+            file=sys.stderr,
+            flush=True,
+        )
         try:
             while not done.wait(0.5):
                 pass

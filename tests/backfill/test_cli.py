@@ -41,6 +41,7 @@ def workdir(tmp_path, monkeypatch) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("TIINGO_API_TOKEN", raising=False)
     monkeypatch.delenv("TIINGO_BASE_URL", raising=False)
+    monkeypatch.delenv("MAKELEVEL", raising=False)  # `make test` sets it; the next-step lines depend on it
     return tmp_path
 
 
@@ -305,3 +306,16 @@ def test_the_repositorys_stack_files_pass_and_dates_unquoted_are_read_as_pulumi_
         "config:\n  stock-pipeline:tickers: [AAPL]\n  stock-pipeline:backfillStartDate: 2015-01-02\n"
     )
     assert load_stack_config(workdir / "s.yaml").start_date == date(2015, 1, 2)
+
+
+def test_the_next_command_repeats_the_users_words_through_make_when_make_ran_it() -> None:
+    from stockpipe_local.exits import command_line, with_option
+
+    words = ["run", "--tickers", "AAPL,BRK-B", "--data-dir", "my data"]
+    assert command_line(words, env={}) == "stockpipe run --tickers AAPL,BRK-B --data-dir 'my data'"
+    assert command_line(words, env={"MAKELEVEL": "1"}) == (
+        "make run ARGS='--tickers AAPL,BRK-B --data-dir '\"'\"'my data'\"'\"''"
+    )
+    assert command_line(["run"], env={"MAKELEVEL": "1"}) == "make run"
+    assert with_option(words, "--data-dir", "d2") == ["run", "--tickers", "AAPL,BRK-B", "--data-dir", "d2"]
+    assert with_option(["run", "--data-dir=x"], "--data-dir", "y") == ["run", "--data-dir", "y"]

@@ -28,4 +28,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench $(if $(QUICK),--quick,)
 
 clean:
-	rm -rf $(VENV) data bench-results.json .pytest_cache .ruff_cache
+	rm -rf $(VENV) data data-simulator data-tiingo bench-results.json .pytest_cache .ruff_cache

@@ -20,8 +20,7 @@ def _records(sim: TiingoSimulator, since: int = 0) -> list[list[Any]]:
 
     Arrival times are converted from time.monotonic() to time.time(), the clock the quota windows use.
     """
-    with sim._lock:
-        records = list(sim.requests[since:])
+    records = sim.records(since)
     offset = time.time() - time.monotonic()
     return [
         [r.kind, r.ticker, r.params.get("startDate"), r.params.get("endDate"), r.status, r.time + offset]

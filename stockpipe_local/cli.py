@@ -1,219 +1,150 @@
 """`stockpipe`: the local command line (`make run` calls `stockpipe run`).
 
-Subcommands: ``run`` (backfill + daily catch-up on a local directory, then a summary), ``status`` (the
-backfill progress of a data directory) and ``simulator`` (serve the Tiingo simulator).
+Every expected failure is one line on stderr that names the file, key or ticker, and an exit code from
+``exits.ExitCode``; a traceback means a bug. Ctrl-C and SIGTERM give this run's leases back before the
+process ends, so the next run starts at once.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
+import contextlib
 import os
+import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import date
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
-from stockpipe.tickers import normalize_tickers
+from stockpipe.errors import StockpipeError, clean_message
+from stockpipe_local.console import Console
+from stockpipe_local.exits import ExitCode, command_line, exit_now, with_option
+from stockpipe_local.sources import SourceMismatch, default_data_dir
+from stockpipe_local.stack_config import StackConfigError
 
-DESCRIPTION = """\
-Run the stock pipeline on this machine: the backfill orchestrator and the price scraper run in-process
-on a local directory with the same layout as the S3 bucket (prices/daily/ticker=<T>/year=<Y>/data.parquet).
-With TIINGO_API_TOKEN set it talks to the real Tiingo API and keeps to your plan's hourly quota; without
-it, it uses the built-in Tiingo simulator (synthetic prices) and says so."""
+CONFIG_ERRORS = (StackConfigError, SourceMismatch, ValueError)
 
 
-def _tickers(value: str) -> list[str]:
+def entry() -> None:
+    """The `stockpipe` console script: ends the process with main's code (see ``exits.exit_now``)."""
+    exit_now(main)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words and words[0] == "simulator":
+        from stockpipe_local.simulator import main as simulator_main
+
+        return simulator_main(words[1:])
+    from stockpipe_local.cli_parser import build_parser
+
+    args = build_parser().parse_args(words)
+    args.words = words
+    console = Console(sys.stderr, sys.stdout)
     try:
-        return normalize_tickers(t for t in value.replace(",", " ").split() if t)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        from stockpipe_local import commands
+
+        handler = getattr(commands, args.command)
+        with InterruptGuard(args) as guard:
+            try:
+                return int(handler(args, console))
+            except KeyboardInterrupt:
+                guard.interrupted = True  # a second signal from here on leaves at once
+                return _interrupted(args, console)
+    except CONFIG_ERRORS as exc:
+        _error(args, exc)
+        return ExitCode.USAGE
+    except StockpipeError as exc:  # e.g. a progress file that cannot be read: a human has to look
+        _error(args, exc)
+        return ExitCode.USAGE
 
 
-def _non_negative_int(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {number}")
-    return number
+def _error(args: argparse.Namespace, exc: BaseException) -> None:
+    message = str(exc) if isinstance(exc, StackConfigError) else clean_message(exc, limit=2000)
+    print(f"stockpipe {args.command}: error: {message}", file=sys.stderr)
+    if isinstance(exc, SourceMismatch) and args.command == "run":
+        suggestion = with_option(args.words, "--data-dir", str(default_data_dir(args.source)))
+        print(f"Use the directory of this source:\n  {command_line(suggestion)}", file=sys.stderr)
 
 
-def _seconds(value: str) -> float:
-    number = float(value)
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0 seconds, got {value}")
-    return number
+def _interrupted(args: argparse.Namespace, console: Console) -> int:
+    """Ctrl-C / SIGTERM: give back every lease this process still holds, then say how to resume."""
+    data_dir = getattr(args, "resolved_data_dir", None)
+    if args.command == "run" and data_dir is not None:
+        release_own_leases(Path(data_dir))
+    console.line("")
+    console.line("Interrupted; progress is saved. To resume, run:")
+    console.command(command_line(args.words))
+    return ExitCode.STOPPED
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="stockpipe", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,status,simulator}")
+def release_own_leases(data_dir: Path) -> None:
+    """Best effort: drop leases whose owner is this process (the run loop normally did it already)."""
+    from stockpipe.backfill import progress as prog
+    from stockpipe.backfill.owners import parse_owner, this_host
+    from stockpipe.backfill.progress_store import ProgressStore
+    from stockpipe.objectstore import LocalObjectStore
 
-    run = commands.add_parser(
-        "run",
-        help="backfill and update prices into a local directory, then print a summary",
-        description=DESCRIPTION
-        + "\n\nRunning it again resumes where it stopped and spends no requests on finished work.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    run.add_argument(
-        "--data-dir",
-        type=Path,
-        default=Path("data"),
-        help="directory for the Parquet dataset and backfill/progress.json (default: ./data)",
-    )
-    run.add_argument(
-        "--stack-config",
-        type=Path,
-        default=Path("Pulumi.dev.yaml"),
-        help="Pulumi stack file to read stock-pipeline:tickers, backfillStartDate, backfillChunkMonths and "
-        "tiingoRequestsPerHour from (default: Pulumi.dev.yaml; missing file: built-in defaults)",
-    )
-    run.add_argument(
-        "--tickers",
-        type=_tickers,
-        help="tickers to process instead of the stack's, comma or space separated (e.g. AAPL,MSFT,BRK-B)",
-    )
-    run.add_argument(
-        "--start-date",
-        type=date.fromisoformat,
-        help="first day to backfill, YYYY-MM-DD (default: stock-pipeline:backfillStartDate, else 2000-01-01)",
-    )
-    run.add_argument(
-        "--chunk-months",
-        type=_non_negative_int,
-        help="months of history per request (default: stock-pipeline:backfillChunkMonths, else 6); "
-        "0 fetches each ticker's whole range in one request",
-    )
-    run.add_argument(
-        "--max-wait",
-        type=_seconds,
-        default=3600.0,
-        metavar="SECONDS",
-        help="real API only: when the hourly quota is used up, wait at most this long for the next "
-        "window (with a countdown); if the wait is longer, stop and print when to run again "
-        "(default: 3600, i.e. always wait; 0 never waits)",
-    )
-    source = run.add_mutually_exclusive_group()
-    source.add_argument(
-        "--simulator",
-        dest="simulator",
-        action="store_true",
-        default=None,
-        help="use the built-in Tiingo simulator (default when TIINGO_API_TOKEN is not set)",
-    )
-    source.add_argument(
-        "--real",
-        dest="simulator",
-        action="store_false",
-        help="use the real Tiingo API with TIINGO_API_TOKEN (default when it is set); "
-        "TIINGO_BASE_URL overrides the API address",
-    )
-    run.add_argument(
-        "--concurrency",
-        type=int,
-        help="scraper invocations in parallel (default: 4 with the simulator, 2 with the real API)",
-    )
-    run.add_argument("--verbose", action="store_true", help="also print the JSON logs of every step (stderr)")
-
-    status = commands.add_parser(
-        "status",
-        help="show the backfill progress of a data directory (done / in progress / parked per ticker)",
-        description="Show the backfill progress stored in <data-dir>/backfill/progress.json "
-        "(makes no requests).",
-    )
-    status.add_argument(
-        "--data-dir", type=Path, default=Path("data"), help="the directory `run` wrote to (default: ./data)"
-    )
-    status.add_argument(
-        "--stack-config",
-        type=Path,
-        default=Path("Pulumi.dev.yaml"),
-        help="stack file for backfillChunkMonths, used to count chunks left (default: Pulumi.dev.yaml)",
-    )
-
-    commands.add_parser(
-        "simulator",
-        help="serve the Tiingo simulator on loopback until Ctrl-C (see `stockpipe simulator --help`)",
-        add_help=False,
-    )
-    return parser
+    me = (this_host(), os.getpid())
+    store = ProgressStore(LocalObjectStore(data_dir))
+    now = datetime.now(UTC)
+    with contextlib.suppress(StockpipeError, OSError):  # the leases expire anyway
+        store.update(
+            lambda p: prog.release_abandoned(
+                p, list(p.tickers), is_gone=lambda o: parse_owner(o) == me, now=now
+            )
+        )
 
 
-def main(argv: list[str] | None = None) -> int:
-    args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list and args_list[0] == "simulator":
-        from stockpipe_local import simulator
+class InterruptGuard:
+    """Ctrl-C and SIGTERM (kill, systemd, docker stop) stop a run promptly and give its leases back.
 
-        return simulator.main(args_list[1:])
-    args = build_parser().parse_args(args_list)
-    try:
-        if args.command == "status":
-            return _status(args)
-        return _run(args)
-    except ValueError as exc:
-        print(f"stockpipe {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\nInterrupted; progress is saved. Run the same command again to resume.", file=sys.stderr)
-        return 130
-
-
-@contextmanager
-def _quiet_logs(verbose: bool) -> Iterator[None]:
-    """The JSON logs are for CloudWatch; locally they go to stderr, and only when asked for.
-
-    Restored afterwards, so calling ``main`` in-process (tests, notebooks) leaves logging as it was.
+    The first signal raises KeyboardInterrupt in the main thread: the run loop gives its leases back and
+    ``main`` prints how to resume. A second signal, or the first one not finished within ``GRACE``
+    seconds (a KeyboardInterrupt can land inside a lock of the thread-pool machinery and leave a wait
+    that never ends), gives this process's leases back from here and leaves at once with exit code 3.
     """
-    from stockpipe.logs import get_logger
 
-    get_logger("cli")  # installs the JSON handler once
-    logger = logging.getLogger("stockpipe")
-    level = logger.level
-    streams = [(h, h.setStream(sys.stderr)) for h in logger.handlers if isinstance(h, logging.StreamHandler)]
-    logger.setLevel(logging.INFO if verbose else logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-        for handler, stream in streams:
-            if stream is not None:
-                handler.setStream(stream)
+    GRACE = 15.0
 
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.finished = threading.Event()
+        self.interrupted = False
+        self._previous: dict[int, object] = {}
 
-def _run(args: argparse.Namespace) -> int:
-    from stockpipe_local.runner import Runner, RunOptions, environment_token, load_stack_config
+    def __enter__(self) -> InterruptGuard:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
 
-    stack = load_stack_config(args.stack_config)
-    token = environment_token(os.environ)
-    use_simulator = token is None if args.simulator is None else args.simulator
-    if args.concurrency is not None and args.concurrency < 1:
-        raise ValueError("--concurrency must be >= 1")
-    options = RunOptions(
-        data_dir=args.data_dir,
-        tickers=args.tickers or stack.tickers,
-        start_date=args.start_date or stack.start_date,
-        chunk_months=stack.chunk_months if args.chunk_months is None else args.chunk_months,
-        requests_per_hour=stack.requests_per_hour,
-        max_wait=args.max_wait,
-        use_simulator=use_simulator,
-        token=token,
-        base_url=os.environ.get("TIINGO_BASE_URL") or None,
-        concurrency=args.concurrency,
-    )
-    with _quiet_logs(args.verbose):
-        return Runner(options).run()
+    def __exit__(self, *_: object) -> None:
+        self.finished.set()
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
 
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.interrupted:
+            self._leave_now()
+        self.interrupted = True
+        threading.Thread(target=self._watchdog, name="interrupt-watchdog", daemon=True).start()
+        raise KeyboardInterrupt
 
-def _status(args: argparse.Namespace) -> int:
-    from stockpipe_local.runner import load_stack_config, status_text
+    def _watchdog(self) -> None:
+        if not self.finished.wait(self.GRACE):
+            self._leave_now()
 
-    stack = load_stack_config(args.stack_config)
-    print(status_text(args.data_dir, stack.chunk_months))
-    return 0
+    def _leave_now(self) -> None:
+        data_dir = getattr(self.args, "resolved_data_dir", None)
+        if self.args.command == "run" and data_dir is not None:
+            release_own_leases(Path(data_dir))
+        with contextlib.suppress(Exception):
+            sys.stderr.write(f"\nStopped at once; to resume, run:\n  {command_line(self.args.words)}\n")
+            sys.stderr.flush()
+        os._exit(ExitCode.STOPPED)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    entry()

@@ -384,20 +384,20 @@ def test_history_is_cheap_per_row_not_per_history(simulator: TiingoSimulator) ->
     """O(rows requested): a one-day request on a 44-year ticker does not build the whole history."""
     simulator.history("AAPL", date(2024, 6, 14), date(2024, 6, 14))  # warm the event cache
     calls = 0
-    import stockpipe_local.simulator as module
+    import stockpipe_local.simulator.market as market_module
 
-    original = module._raw_bar
+    original = market_module._raw_bar
 
     def counting(*args, **kwargs):
         nonlocal calls
         calls += 1
         return original(*args, **kwargs)
 
-    module._raw_bar = counting
+    market_module._raw_bar = counting
     try:
         simulator.history("AAPL", date(2024, 6, 10), date(2024, 6, 14))
     finally:
-        module._raw_bar = original
+        market_module._raw_bar = original
     assert calls == 5
     assert simulator.history("AAPL", date(2024, 6, 14), date(2024, 6, 14) + timedelta(days=3))[-1][
         "date"

@@ -1,0 +1,182 @@
+"""Where a local run's prices come from (the built-in simulator or the real Tiingo API), where they go by
+default, and what the real API will cost before anything is spent.
+
+Sources never share a data directory: each has its own default (``data-simulator``, ``data-tiingo``,
+and for a TIINGO_BASE_URL other than Tiingo's, e.g. a `stockpipe simulator` you started yourself,
+``data-<host>-<port>``: names that say what is inside), and ``backfill/source.json`` records the source
+of a directory, so an explicit ``--data-dir`` cannot mix simulated and real prices either.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from stockpipe.backfill import progress as prog
+from stockpipe.backfill.plan import count_chunks
+from stockpipe.errors import PreconditionFailed, StoreError
+from stockpipe.objectstore import ObjectStore
+
+SIMULATOR = "simulator"
+TIINGO = "tiingo"
+DEFAULT_DATA_DIRS = {SIMULATOR: Path("data-simulator"), TIINGO: Path("data-tiingo")}
+SOURCE_KEY = "backfill/source.json"
+SIMULATOR_TOKEN = "local-simulator-token"  # noqa: S105 - the loopback simulator's dummy token
+QUOTA_SAFETY_SECONDS = 5  # start a new window a little after the clock hour
+TIINGO_HOST = "api.tiingo.com"
+_SOURCE_NAMES = {SIMULATOR: "the built-in simulator", TIINGO: "the real Tiingo API"}
+_MAX_RACES = 10
+
+
+def source_of(use_simulator: bool, base_url: str | None) -> str:
+    """``simulator``, ``tiingo``, or ``api at <host:port>`` for another TIINGO_BASE_URL."""
+    if use_simulator:
+        return SIMULATOR
+    host = urlsplit(base_url).netloc if base_url else TIINGO_HOST
+    return TIINGO if host in ("", TIINGO_HOST) else f"api at {host}"
+
+
+def default_data_dir(source: str) -> Path:
+    if source in DEFAULT_DATA_DIRS:
+        return DEFAULT_DATA_DIRS[source]
+    host = source.removeprefix("api at ")
+    return Path("data-" + "".join(ch if ch.isalnum() or ch in ".-" else "-" for ch in host))
+
+
+class SourceMismatch(ValueError):
+    """The data directory holds prices from the other source."""
+
+    def __init__(self, data_dir: Path, stored: str, source: str) -> None:
+        self.stored = stored
+        super().__init__(
+            f"{data_dir} holds prices from {_SOURCE_NAMES.get(stored, stored)}, but this run uses "
+            f"{_SOURCE_NAMES.get(source, source)}; simulated and real prices are never mixed"
+        )
+
+
+def check_source(store: ObjectStore, source: str, data_dir: Path) -> None:
+    """Record the directory's source on first use; SourceMismatch when it holds the other source's data.
+
+    Two runs starting at once on a new directory race on the marker: the loser re-reads it.
+    """
+    for _ in range(_MAX_RACES):
+        marker = store.get(SOURCE_KEY)
+        if marker is None:
+            try:
+                store.put(SOURCE_KEY, json.dumps({"source": source}).encode(), expected_version=None)
+            except PreconditionFailed:
+                continue  # another run wrote it first: read what it wrote
+            return
+        try:
+            stored = json.loads(marker.body).get("source")
+        except (ValueError, AttributeError):
+            raise StoreError(f"{store.describe(SOURCE_KEY)} is not a JSON object with a 'source'") from None
+        if stored != source:
+            raise SourceMismatch(data_dir, str(stored), source)
+        return
+    raise StoreError(f"{store.describe(SOURCE_KEY)} kept changing while it was read")
+
+
+def put_json_merged(store: ObjectStore, key: str, updates: dict[str, str]) -> None:
+    """Merge ``updates`` into the JSON object at ``key`` by compare-and-swap (a lost race re-reads)."""
+    for _ in range(_MAX_RACES):
+        current = store.get(key)
+        try:
+            merged = {**(json.loads(current.body) if current else {}), **updates}
+        except ValueError:
+            raise StoreError(f"{store.describe(key)} is not valid JSON") from None
+        try:
+            store.put(
+                key,
+                json.dumps(merged, indent=1, sort_keys=True).encode(),
+                expected_version=current.version if current else None,
+                content_type="application/json",
+            )
+        except PreconditionFailed:
+            continue
+        return
+    raise StoreError(f"{store.describe(key)} kept changing while it was written")
+
+
+def retry_lost_races(write: Callable[[], None]) -> None:
+    """Run a read-then-write (e.g. save_universe) again when another run wrote first."""
+    for attempt in range(_MAX_RACES):
+        try:
+            write()
+            return
+        except PreconditionFailed:
+            if attempt == _MAX_RACES - 1:
+                raise
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Requests a run will need at most: metadata lookups plus chunks (plus the daily catch-up)."""
+
+    tickers: int
+    requests: int
+    unplanned: int  # tickers whose metadata is not read yet: their range is assumed to start on time
+
+
+def estimate_requests(
+    progress: prog.Progress, tickers: Iterable[str], *, start: date, today: date, chunk_months: int
+) -> Estimate:
+    names = list(tickers)
+    requests = unplanned = 0
+    for ticker in names:
+        record = progress.get(ticker)
+        if record is None or not record.planned:
+            unplanned += 1
+            requests += 1 + count_chunks(start, today, chunk_months)
+            continue
+        if record.parked:
+            continue
+        left = prog.chunks_left(record, chunk_months) or 0
+        requests += left if left else (0 if record.end is not None and record.end >= today else 1)
+    return Estimate(len(names), requests, unplanned)
+
+
+class QuotaWindow:
+    """Requests spent in Tiingo's current clock-hour window (as far as this process knows)."""
+
+    def __init__(self, per_hour: int, clock: Callable[[], float]) -> None:
+        self.per_hour = per_hour
+        self.clock = clock
+        self.window = self._index()
+        self.spent = 0
+
+    def _index(self) -> int:
+        return int(self.clock() // 3600)
+
+    def remaining(self) -> int:
+        if self._index() != self.window:
+            self.window, self.spent = self._index(), 0
+        return max(0, self.per_hour - self.spent)
+
+    def spend(self, requests: int) -> None:
+        self.remaining()
+        self.spent += requests
+
+    def exhaust(self) -> None:
+        """Tiingo said 429: whatever we counted, this window is used up."""
+        self.remaining()
+        self.spent = self.per_hour
+
+    def next_window_at(self) -> float:
+        return (self.window + 1) * 3600 + QUOTA_SAFETY_SECONDS
+
+    def describe(self, requests: int) -> str:
+        """``within this hour's allowance`` or how many more clock hours the quota needs."""
+        left = self.remaining()
+        if requests <= left:
+            return "within this hour's allowance"
+        hours = math.ceil((requests - left) / self.per_hour)
+        return (
+            f"about {hours} more hour{'s' if hours != 1 else ''} at {self.per_hour} requests per hour "
+            f"({left} left in this hour)"
+        )

@@ -1,0 +1,3 @@
+from tests.local.harness import cli
+
+__all__ = ["cli"]

@@ -49,7 +49,9 @@ def quiet_tickers(n: int) -> list[str]:
     raise AssertionError(f"fewer than {n} quiet tickers among {len(candidates)}")
 
 
-def cold_run(ctx: Context, sim: SimulatorProcess, tickers: list[str], years: int) -> dict[str, Any]:
+def cold_run(
+    ctx: Context, sim: SimulatorProcess, tickers: list[str], years: int, meter: S3Meter | None = None
+) -> dict[str, Any]:
     s3 = ctx.moto.client()
     bucket = ctx.moto.new_bucket("cold")
     save_universe(S3ObjectStore(bucket, s3), tickers)
@@ -69,7 +71,7 @@ def cold_run(ctx: Context, sim: SimulatorProcess, tickers: list[str], years: int
     seeding.client.close()
 
     sim.call("set", today=D1.isoformat())
-    meter = S3Meter()
+    meter = meter or S3Meter()
     cold = scraper.runtime_from_env(env, s3_client=meter.attach(ctx.moto.client()))
     cold.clock = lambda: evening(D1)
     summary = scraper.handle({}, cold)

@@ -50,7 +50,10 @@ class Reading:
 
 
 class S3Meter:
-    def __init__(self) -> None:
+    """``trace=True`` also keeps every call as (operation, key or prefix, requests) for profiles."""
+
+    def __init__(self, *, trace: bool = False) -> None:
+        self.trace: list[tuple[str, str, int]] | None = [] if trace else None
         self._lock = threading.Lock()
         self._requests: Counter[tuple[str, str]] = Counter()
         self._read: Counter[str] = Counter()
@@ -76,6 +79,7 @@ class S3Meter:
     def _before(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         where = params.get("Key") or params.get("Prefix") or ""
         body = params.get("Body")
+        context["bench_where"] = str(where)
         context["bench_area"] = str(where).split("/", 1)[0]
         context["bench_sent"] = _size(body)
 
@@ -92,6 +96,8 @@ class S3Meter:
             self._requests[(model.name, area)] += attempts
             self._read[area] += received
             self._written[area] += context.get("bench_sent", 0)
+            if self.trace is not None:
+                self.trace.append((model.name, context.get("bench_where", ""), attempts))
 
 
 def _size(body: Any) -> int:

@@ -104,7 +104,7 @@ def backfill(ctx: Context, n: int, years: int) -> dict[str, Any]:
 
 
 def run(ctx: Context) -> list[Metric]:
-    n, years = ctx.pick(4, 10, tiny=2), ctx.pick(30, 30, tiny=3)
+    n, years = ctx.pick(3, 10, tiny=2), ctx.pick(30, 30, tiny=3)
     r = backfill(ctx, n, years)
     ctx.details["backfill_requests"] = r
     per_ticker = r["requests"] / n

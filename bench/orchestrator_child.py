@@ -84,12 +84,12 @@ def main(args: dict[str, Any]) -> None:
     import backfill_orchestrator  # noqa: F401 - the handler module: the same imports as the Lambda
 
     meter = S3Meter()
-    marks: list[tuple[float, Reading]] = []
+    marks: list[tuple[float, Reading, float]] = []
     orchestrator = build(
         dict(os.environ),
         date.fromisoformat(args["today"]),
         meter,
-        listener=lambda *_: marks.append((time.perf_counter(), meter.reading())),
+        listener=lambda *_: marks.append((time.perf_counter(), meter.reading(), time.process_time())),
     )
     rss_init = peak_rss_mb()
     before = meter.reading()
@@ -121,7 +121,12 @@ def main(args: dict[str, Any]) -> None:
 
 
 def per_step(
-    marks: list[tuple[float, Reading]], before: Reading, after: Reading, run_s: float, *, started_at: float
+    marks: list[tuple[float, Reading, float]],
+    before: Reading,
+    after: Reading,
+    run_s: float,
+    *,
+    started_at: float,
 ) -> dict[str, Any]:
     """Steady-state cost of one step from the listener marks (whole-run figures when there are < 2)."""
     steps = len(marks)
@@ -131,18 +136,20 @@ def per_step(
         return {
             "steps": steps,
             "step_ms": run_s * 1000 / n,
+            "step_cpu_ms": None,
             "step_progress_bytes": total.bytes(PROGRESS_AREA) / n,
             "step_requests": {op: k / n for op, k in total.by_operation(PROGRESS_AREA).items()},
             "step_intervals_ms": [],
             "before_first_step_ms": None,
             "marginal": False,
         }
-    (t_first, r_first), (t_last, r_last) = marks[0], marks[-1]
+    (t_first, r_first, cpu_first), (t_last, r_last, cpu_last) = marks[0], marks[-1]
     between = r_last - r_first
     n = steps - 1
     return {
         "steps": steps,
         "step_ms": (t_last - t_first) * 1000 / n,
+        "step_cpu_ms": (cpu_last - cpu_first) * 1000 / n,  # this process only (moto is another)
         "step_progress_bytes": between.bytes(PROGRESS_AREA) / n,
         "step_requests": {op: k / n for op, k in between.by_operation(PROGRESS_AREA).items()},
         "step_intervals_ms": [(b[0] - a[0]) * 1000 for a, b in itertools.pairwise(marks)],

@@ -167,7 +167,9 @@ def run(ctx: Context) -> list[Metric]:
             None,
             "<= 100 ms",
             met=check(r["step_ms"], "<=", 100),
-            note=f"{where}; between-step intervals {intervals} ms; run {r['run_s']:.1f}s in all "
+            note=f"{where}; between-step intervals {intervals} ms"
+            + (f" ({r['step_cpu_ms']:.0f} ms CPU per step)" if r.get("step_cpu_ms") is not None else "")
+            + f"; run {r['run_s']:.1f}s in all "
             + (f"({fixed:.0f} ms before the first step ended)" if fixed is not None else "(no listener)")
             + f"; run answer {r['run_answer_bytes'] / KB:,.0f} KB",
         ),

@@ -18,10 +18,14 @@ SCENARIOS = (
     "image_weight",
     "cold_import",
     "daily",
+    "daily150",
     "memory",
     "backfill",
     "resume",
     "load",
+    "orchestrator_scale",
+    "backfill_requests",
+    "cold_daily",
 )
 
 
@@ -54,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         moto.stop()
     write_json(metrics, args.output)
     print()
-    print(f"bench ({'quick' if args.quick else 'full'}) on {machine()}, {time.monotonic() - started:.0f}s")
+    size = "tiny" if args.tiny else "quick" if args.quick else "full"
+    print(f"bench ({size}) on {machine()}, {time.monotonic() - started:.0f}s")
     print(table(metrics))
     if args.markdown:
         args.markdown.write_text(table(metrics, markdown=True) + "\n")

@@ -41,10 +41,19 @@ class DailySetup:
     """A seeded bucket (a month of history per ticker and the universe) and a runtime over it."""
 
     def __init__(
-        self, ctx: Context, sim: SimulatorProcess, n: int, *, concurrency: int = CONCURRENCY
+        self,
+        ctx: Context,
+        sim: SimulatorProcess,
+        n: int,
+        *,
+        concurrency: int = CONCURRENCY,
+        latency: float = LATENCY,
+        seed_start: date = SEED_START,
     ) -> None:
         self.ctx = ctx
         self.sim = sim
+        self.latency = latency
+        self.seed_start = seed_start
         self.tickers = [f"SIM{i}" for i in range(n)]
         self.day = FIRST_DAY
         self.s3 = ctx.moto.client()
@@ -62,13 +71,13 @@ class DailySetup:
         save_universe(S3ObjectStore(self.bucket, self.s3), self.tickers)
 
     def seed(self) -> None:
-        """A month of history for every ticker, fetched at zero latency (not timed)."""
+        """History from ``seed_start`` for every ticker, fetched at zero latency (not timed)."""
         self.sim.call("set", today=self.day.isoformat(), latency=0.0)
         summary = scraper.handle(
-            {"start_date": SEED_START.isoformat(), "end_date": self.day.isoformat()}, self.runtime
+            {"start_date": self.seed_start.isoformat(), "end_date": self.day.isoformat()}, self.runtime
         )
         assert not summary["failed"], summary["failed"]
-        self.sim.call("set", latency=LATENCY)
+        self.sim.call("set", latency=self.latency)
 
     def advance(self) -> date:
         self.day = next_trading_day(self.day)

@@ -2,6 +2,12 @@
 
 ``python -m bench.simserver '{"today": "2024-06-14", "latency": 0.05, ...}'`` prints
 ``{"base_url": ...}`` then answers each command line with ``{"result": ...}``.
+
+Options: ``today``, ``latency``, ``quota``, ``quota_window``, ``error_rate``, ``token`` and
+``first_dates`` (``{"OLD0": "1990-01-02", ...}``: extra tickers with a known first trading date, on top of
+the simulator's defaults; the generated ``SIM<n>`` tickers all start in 2000). Commands: ``count``,
+``records``, ``reset_stats``, ``set``, ``inject``, ``add_event`` (a split or dividend, as
+``TiingoSimulator.add_event``) and ``quit``.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import time
 from datetime import date
 from typing import Any
 
-from stockpipe_local.simulator import Faults, TiingoSimulator
+from stockpipe_local.simulator import DEFAULT_TICKERS, Faults, TiingoSimulator
 
 
 def _records(sim: TiingoSimulator, since: int = 0) -> list[list[Any]]:
@@ -30,8 +36,10 @@ def _records(sim: TiingoSimulator, since: int = 0) -> list[list[Any]]:
 
 def main() -> int:
     options = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
+    first_dates = {t: date.fromisoformat(d) for t, d in options.get("first_dates", {}).items()}
     sim = TiingoSimulator(
         token=options.get("token", "sim-token"),
+        tickers={**DEFAULT_TICKERS, **first_dates},
         today=date.fromisoformat(options["today"]) if options.get("today") else None,
         quota=options.get("quota"),
         quota_window=options.get("quota_window", 3600.0),
@@ -61,6 +69,9 @@ def main() -> int:
                     sim.quota = message["quota"]
             elif command == "inject":
                 sim.inject(**message)
+            elif command == "add_event":
+                day = date.fromisoformat(message.pop("day"))
+                sim.add_event(message.pop("ticker"), day, **message)
             print(json.dumps({"result": result}), flush=True)
     return 0
 

@@ -16,8 +16,6 @@ from stockpipe.universe import UNIVERSE_KEY, save_universe
 
 CONCURRENCY = 8
 LATENCY = 0.01
-
-
 THREAD_BOUND = 2 * CONCURRENCY + 2
 
 

@@ -24,7 +24,7 @@ def succeeded_with_every_rejection(ticker: str) -> Outcome:
     for _ in range(REJECTED_SHOWN + 5):
         reply.reject(date(2024, 6, 3), f"date is {DATE_RULE}")  # the longest reason there is
     outcome = Outcome(ticker, rows=250, start=date(2024, 1, 2), end=date(2024, 12, 31))
-    outcome.reply = reply
+    outcome.note_reply(reply)
     return outcome
 
 

@@ -83,7 +83,11 @@ class Outcome:
     rewritten: bool = False
     kind: FailureKind | None = None  # None: succeeded
     message: str = ""
-    reply: PriceReply | None = None
+    # The reply's quarantine, kept instead of the reply itself: a run holds every outcome until its
+    # summary, so an outcome must stay small whatever the reply held (10,000-ticker catch-ups).
+    rejected: list[Rejection] = field(default_factory=list)
+    rejected_rows: int = 0
+    out_of_range_rows: int = 0
     last_date: date | None = None  # the ticker's newest stored day after this scrape (None: unknown)
     duration_ms: int = 0
 
@@ -91,8 +95,13 @@ class Outcome:
         self.kind = kind
         self.message = clean_message(message)
 
+    def note_reply(self, reply: PriceReply) -> None:
+        """Keep what the summary reports of ``reply``: its quarantine (never its rows)."""
+        self.rejected = [Rejection(date=r["date"], reason=str(r["reason"])) for r in reply.rejected]
+        self.rejected_rows = reply.rejected_rows
+        self.out_of_range_rows = reply.out_of_range_rows
+
     def success_entry(self) -> TickerSuccess:
-        reply = self.reply
         return TickerSuccess(
             rows=self.rows,
             start=self.start.isoformat() if self.start else None,
@@ -100,11 +109,9 @@ class Outcome:
             requests=self.stats.requests,
             retries=self.stats.retries,
             rewritten=self.rewritten,
-            rejected=[Rejection(date=r["date"], reason=str(r["reason"])) for r in reply.rejected]
-            if reply
-            else [],
-            rejected_rows=reply.rejected_rows if reply else 0,
-            out_of_range_rows=reply.out_of_range_rows if reply else 0,
+            rejected=list(self.rejected),
+            rejected_rows=self.rejected_rows,
+            out_of_range_rows=self.out_of_range_rows,
         )
 
 
@@ -119,9 +126,7 @@ def log_ticker(outcome: Outcome) -> None:
         "retries": outcome.stats.retries,
     }
     if outcome.kind is None:
-        reply = outcome.reply
-        if reply is not None:
-            fields.update(rejected_rows=reply.rejected_rows, out_of_range_rows=reply.out_of_range_rows)
+        fields.update(rejected_rows=outcome.rejected_rows, out_of_range_rows=outcome.out_of_range_rows)
         log.info("ticker scraped", extra={**fields, "rewritten": outcome.rewritten})
     else:
         log.warning("ticker failed", extra={**fields, "error": outcome.kind.value, "detail": outcome.message})

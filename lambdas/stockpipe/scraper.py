@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -48,6 +49,9 @@ from stockpipe.universe import load_universe
 __all__ = ["ScraperRuntime", "ScraperSettings", "handle", "runtime_from_env", "scrape"]
 
 log = get_logger("scraper")
+# Tickers in flight per worker: enough queued work that one slow ticker (retries, a rewrite) never
+# idles the pools, few enough that a 20,000-ticker run holds a few hundred at a time.
+WINDOW_PER_WORKER = 16
 
 
 @dataclass
@@ -106,22 +110,35 @@ def scrape(tickers: list[str], request: ScrapeRequest, runtime: ScraperRuntime) 
     now = runtime.clock()
     catch_up = request.start is None
     workers = max(1, min(runtime.settings.concurrency, len(tickers)))
+    year = new_york_today(now).year
     with (
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scrape") as fetchers,
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="store") as storers,
     ):
         run = _Run(request, runtime, storers)
-        reads: list[Future[Latest | Outcome] | None] = [None] * len(tickers)
-        if catch_up:
-            year = new_york_today(now).year
-            reads = [storers.submit(_read_latest, runtime.prices, t, year) for t in tickers]
-            if _quota_may_stop(runtime, len(tickers)):
-                # Fetch the tickers furthest behind first: a run the quota stops leaves the others for
-                # the next run, which then starts with them.
-                order = sorted(range(len(tickers)), key=lambda i: _stored_last(reads[i].result()) or date.min)  # type: ignore[union-attr]
-                tickers, reads = [tickers[i] for i in order], [reads[i] for i in order]
-        jobs = [fetchers.submit(run.fetch, t, read) for t, read in zip(tickers, reads, strict=True)]
-        outcomes = [_resolve(job.result()) for job in jobs]
+
+        def read(ticker: str) -> Future[Latest | Outcome]:
+            return storers.submit(_read_latest, runtime.prices, ticker, year)
+
+        reads: deque[Future[Latest | Outcome]] = deque()
+        if catch_up and _quota_may_stop(runtime, len(tickers)):
+            # Fetch the tickers furthest behind first: a run the quota stops leaves the others for the
+            # next run, which then starts with them.
+            ahead = [read(t) for t in tickers]
+            order = sorted(range(len(tickers)), key=lambda i: _stored_last(ahead[i].result()) or date.min)
+            tickers, reads = [tickers[i] for i in order], deque(ahead[i] for i in order)
+            ahead.clear()
+        # A sliding window of tickers in flight: the run holds O(window) futures and year objects, not
+        # one per ticker of the universe, and outcomes come back in run order.
+        window = WINDOW_PER_WORKER * workers
+        in_flight: deque[Future[Outcome | Future[Outcome]]] = deque()
+        outcomes: list[Outcome] = []
+        for ticker in tickers:
+            stored = reads.popleft() if reads else (read(ticker) if catch_up else None)
+            in_flight.append(fetchers.submit(run.fetch, ticker, stored))
+            if len(in_flight) >= window:
+                outcomes.append(_resolve(in_flight.popleft().result()))
+        outcomes.extend(_resolve(job.result()) for job in in_flight)
     behind = _trading_days_behind(outcomes, now) if catch_up else None
     return summarise(outcomes, catch_up=catch_up, seconds=time.monotonic() - started, days_behind=behind)
 
@@ -198,7 +215,7 @@ class _Run:
                 outcome.rewritten = True
                 known = {}
             outcome.rows = runtime.prices.upsert(ticker, reply_table(reply), fetched_at=now, known=known)
-            outcome.reply = reply
+            outcome.note_reply(reply)
             outcome.start, outcome.end = reply.first_date, reply.last_date
             if outcome.end is not None:
                 outcome.last_date = max(outcome.end, outcome.last_date or outcome.end)

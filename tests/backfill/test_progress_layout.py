@@ -16,7 +16,7 @@ from backfill_fakes import KNOWN, TODAY, Crash, MortalStore, World
 from stockpipe.backfill import progress as prog
 from stockpipe.backfill import run_summary
 from stockpipe.backfill.progress_store import PROGRESS_KEY, ProgressStore
-from stockpipe.errors import PreconditionFailed, StoreError
+from stockpipe.errors import ContentionError, PreconditionFailed, StoreError
 from stockpipe.layout import BACKFILL_INDEX_KEY, shard_key, shard_of, ticker_progress_key
 from stockpipe.objectstore import LocalObjectStore, ObjectStore, StoredObject
 from stockpipe.universe import save_universe
@@ -137,7 +137,7 @@ def test_conflicts_give_up_after_a_bound(world: World) -> None:
             raise PreconditionFailed("lost")
 
     store = ProgressStore(AlwaysConflict(world.store), max_attempts=3, sleep=lambda _: None)
-    with pytest.raises(PreconditionFailed, match=r"gave up writing .*AAPL\.json: 3 attempts"):
+    with pytest.raises(ContentionError, match=r"gave up writing .*AAPL\.json: 3 attempts"):
         store.update("AAPL", lambda p: p.with_ticker("AAPL", prog.TickerProgress(attempts=1)))
 
 

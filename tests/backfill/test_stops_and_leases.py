@@ -78,14 +78,16 @@ def test_a_closed_port_as_the_api_is_a_network_stop(world: World) -> None:
     from stockpipe.backfill.steps import TiingoMetadataSource
     from stockpipe.tiingo import TiingoClient
 
+    world.scraper.known["AAPL"] = date(2030, 1, 1)  # [] for its range: the metadata lookup decides
     with socket_closed_port() as url:
         client = TiingoClient("tok-closed-port-0001", base_url=url, sleep=lambda _: None, timeout=2.0)
         orchestrator = world.orchestrator(max_attempts=1)
         orchestrator.metadata = TiingoMetadataSource(lambda: client)
         summary = orchestrator.run(["AAPL"])
     assert summary["stopped"] == "network"
-    assert summary["requests"] == 0
+    assert summary["requests"] == 1  # the range's answer; the lookup never reached Tiingo
     assert summary["parked"] == []
+    assert summary["errors"]["AAPL"].startswith("network: ")
 
 
 class socket_closed_port:
@@ -127,9 +129,9 @@ def test_a_failing_or_interrupted_run_gives_its_leases_back(world: World, error:
         def die(ticker: str, start: date, end: date) -> None:
             raise error("stop")
 
-        world.scraper.after_write = die
         # a first chunk each: the next steps are chunks of planned tickers
         world.orchestrator(request_budget=3, requests_per_step=1, max_chunks_per_request=1).run(TICKERS)
+        world.scraper.after_write = die
     with pytest.raises(error):
         orchestrator.run(TICKERS)
     assert leases(world.store) == {}  # the next run needs no wait ...

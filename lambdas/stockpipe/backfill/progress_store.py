@@ -42,6 +42,8 @@ class ProgressStore:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.store = store
+        self.max_attempts = max_attempts  # compare-and-swap: the same parameters as PriceStore's
+        self.sleep = sleep
         self.objects: Versioned[Stored] = Versioned(
             store,
             decode=lambda key, body: ticker_from_json(body, _ticker(key)),

@@ -1,43 +1,27 @@
 """Objects of one kind in the object store: read strictly, changed only by compare-and-swap.
 
 ``Versioned.update(key, change)`` is one read-change-write attempt with ``IfMatch`` on the version
-read, re-run on a lost race (``compare_and_swap``: bounded, jittered backoff), so concurrent writers
-merge instead of overwriting each other. The first attempt uses the copy this process last read or
-wrote (kept per key), so a step that already read an object does not read it again: a stale copy
-only costs a 412 and a re-read. An object that cannot be decoded is a StoreError naming the object
-and the field, raised before anything is written: it is never written over.
+read, re-run on a lost race by ``objectstore.compare_and_swap`` (bounded, jittered backoff, then
+ContentionError), so concurrent writers merge instead of overwriting each other. The first attempt
+uses the copy this process last read or wrote (kept per key), so a step that already read an object
+does not read it again: a stale copy only costs a 412 and a re-read. An object that cannot be decoded
+is a StoreError naming the object and the field, raised before anything is written: it is never
+written over.
 """
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from stockpipe.errors import PreconditionFailed, StoreError
-from stockpipe.objectstore import ObjectStore
+from stockpipe.objectstore import DEFAULT_MAX_ATTEMPTS, ObjectStore, compare_and_swap
+
+__all__ = ["DEFAULT_MAX_ATTEMPTS", "Versioned"]
 
 T = TypeVar("T")
-R = TypeVar("R")
-
-DEFAULT_MAX_ATTEMPTS = 20
-_BACKOFF_BASE_SECONDS = 0.01
-_BACKOFF_MAX_SECONDS = 1.0
-
-
-def compare_and_swap(
-    attempt: Callable[[int], R], *, what: str, max_attempts: int, sleep: Callable[[float], None]
-) -> R:
-    """Run ``attempt(lost)`` until its conditional write does not lose a race; StoreError after the bound."""
-    for lost in range(max_attempts):
-        try:
-            return attempt(lost)
-        except PreconditionFailed:
-            if lost + 1 < max_attempts:
-                sleep(random.uniform(0, min(_BACKOFF_MAX_SECONDS, _BACKOFF_BASE_SECONDS * 2**lost)))
-    raise PreconditionFailed(f"gave up writing {what}: {max_attempts} attempts, each lost to another writer")
 
 
 class Versioned(Generic[T]):

@@ -63,18 +63,26 @@ class ProgressStore:
 
     def update(
         self,
-        ticker: str,
-        change: Callable[[prog.Progress], prog.Progress],
+        ticker: str | Callable[[prog.Progress], prog.Progress],
+        change: Callable[[prog.Progress], prog.Progress] | None = None,
         *,
         chunk_months: int | None = None,
         only_new: bool = False,
     ) -> Stored:
         """Apply ``change`` to the ticker atomically; exceptions from it (ClaimRejected) write nothing.
 
+        ``update(change)`` (one argument: a change of the whole state) is what local tools and tests
+        wrote before progress was kept per ticker: ``update_all``.
+
         ``chunk_months``: also bring the ticker's index entry up to date; ``only_new``: only when this
         gave the ticker a record (a lease alone changes nothing the index keeps, a new record does).
         """
 
+        if change is None:
+            assert callable(ticker)
+            self.update_all(ticker)
+            return None, 0
+        assert isinstance(ticker, str)
         before: list[prog.TickerProgress | None] = []
 
         def apply(value: Stored) -> Stored:
@@ -88,6 +96,21 @@ class ProgressStore:
         if written and chunk_months is not None and (created or not only_new):
             self.index.record(ticker, record, rev, chunk_months)
         return record, rev
+
+    def update_all(self, change: Callable[[prog.Progress], prog.Progress]) -> prog.Progress:
+        """A change of the whole state (local tools): applied to each ticker whose record it changes.
+
+        Every transition changes one ticker, so each is re-applied to that ticker alone, atomically.
+        O(universe) reads: for local data directories and tests, never the Lambda.
+        """
+        root, _ = self.index.root()
+        chunk_months = root.synced.chunk_months if root.synced else 6
+        loaded = self.load()
+        changed = change(loaded)
+        for ticker in sorted(set(loaded.tickers) | set(changed.tickers)):
+            if changed.get(ticker) != loaded.get(ticker):  # re-applied to the ticker as it is now
+                self.update(ticker, change, chunk_months=chunk_months)
+        return changed
 
     def read_many(self, tickers: Iterable[str]) -> dict[str, Stored | StoreError]:
         """Each ticker's stored record, read in parallel; an unreadable object is its StoreError."""

@@ -249,6 +249,23 @@ def test_a_bad_ticker_object_blocks_only_that_ticker(world: World) -> None:
     assert world.orchestrator().run(["AAPL", "META"])["stopped"] == "complete"
 
 
+def test_an_object_broken_during_its_step_blocks_only_that_ticker(world: World) -> None:
+    """The step's data is stored; its progress cannot be written over the bad object: reported, redone."""
+    key = ticker_progress_key("AAPL")
+
+    def break_it(ticker: str, start: date, end: date) -> None:
+        if ticker == "AAPL":
+            stored = world.store.get(key)
+            assert stored is not None
+            world.store.put(key, b"{}", expected_version=stored.version)
+
+    world.scraper.after_write = break_it
+    summary = world.orchestrator(concurrency=1).run(["AAPL", "META"])
+    assert summary["errors"]["AAPL"].startswith(f"store: {world.store.describe(key)}: version must be 2")
+    assert summary["done"] == ["META"]
+    assert world.store.get(key).body == b"{}"  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize("which", ["root", "shard"])
 def test_a_bad_index_object_is_one_clear_error(world: World, which: str) -> None:
     save_universe(world.store, ["AAPL"])

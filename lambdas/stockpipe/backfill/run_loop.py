@@ -169,6 +169,9 @@ class RunLoop:
                     chunk_months=self.settings.chunk_months,
                     only_new=True,  # a first claim creates the ticker's record: the index says so
                 )
+            except StoreError as exc:  # unreadable since it was read: this ticker only
+                self._unreadable(work.ticker, exc)
+                continue
             except prog.ClaimRejected as exc:
                 log.info("step skipped", extra={"ticker": work.ticker, "reason": str(exc)})
                 self.skip.add(work.ticker)
@@ -200,9 +203,7 @@ class RunLoop:
         try:
             record, rev = self.progress.read(ticker)
         except StoreError as exc:  # blocks this ticker only; the object is left as it is
-            self.errors[ticker] = clean_message(f"{FailureKind.STORE}: {exc}", 500)
-            self.skip.add(ticker)
-            log.error("backfill progress unreadable", extra={"ticker": ticker, "detail": str(exc)})
+            self._unreadable(ticker, exc)
             return None
         view = self.view(ticker, prog.Progress.of(ticker, record))
         self.records[ticker] = view.get(ticker)
@@ -219,13 +220,22 @@ class RunLoop:
     def _finish(self, work: prog.Work, outcome: StepOutcome) -> None:
         self.spent += outcome.requests
         now, planning, settings = self.clock(), self.planning(), self.settings
-        record, _ = self.progress.update(
-            work.ticker,
-            lambda p: prog.apply_outcome(
-                p, outcome, owner=self.owner, now=now, max_attempts=settings.max_attempts, planning=planning
-            ),
-            chunk_months=settings.chunk_months,
-        )
+        try:
+            record, _ = self.progress.update(
+                work.ticker,
+                lambda p: prog.apply_outcome(
+                    p,
+                    outcome,
+                    owner=self.owner,
+                    now=now,
+                    max_attempts=settings.max_attempts,
+                    planning=planning,
+                ),
+                chunk_months=settings.chunk_months,
+            )
+        except StoreError as exc:  # made unreadable during the step: its data is stored, redone later
+            self._unreadable(work.ticker, exc)
+            return
         self.records[work.ticker] = record
         self.counts.add(work, outcome)
         fields: dict[str, object] = {"ticker": work.ticker, "step": work.kind, "start": work.start}
@@ -253,6 +263,11 @@ class RunLoop:
             log.warning("backfill step failed", extra=fields)
         if self.listener is not None:
             self.listener(outcome, prog.Progress({t: r for t, r in self.records.items() if r is not None}))
+
+    def _unreadable(self, ticker: str, error: StoreError) -> None:
+        self.errors[ticker] = clean_message(f"{FailureKind.STORE}: {error}", 500)
+        self.skip.add(ticker)
+        log.error("backfill progress unreadable", extra={"ticker": ticker, "detail": str(error)})
 
     def _deadline_near(self) -> bool:
         return (

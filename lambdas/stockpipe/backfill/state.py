@@ -272,7 +272,7 @@ def summarize(progress: Progress, universe: Iterable[str], *, chunk_months: int)
 
 
 def iso(value: date | datetime | None) -> str | None:
-    """Dates as YYYY-MM-DD, timestamps to the second with their offset (progress.json and status)."""
+    """Dates as YYYY-MM-DD, timestamps to the second with their offset (progress objects and status)."""
     if value is None:
         return None
     if isinstance(value, datetime):

@@ -9,6 +9,7 @@ import pulumi
 
 from components import policies
 from components.pipeline_function import FunctionSpec, PipelineFunction, SharedInfra, base_environment
+from stockpipe.backfill.settings import BackfillSettings
 
 COMPONENT_TYPE = "stock-pipeline:lambdas:BackfillOrchestrator"
 BASE_NAME = "tiingo-backfill-orchestrator"
@@ -24,19 +25,26 @@ class BackfillOrchestratorArgs:
     """Its ARN: the only function the orchestrator's role may invoke."""
 
 
+# The BackfillSettings fields the stack configures (the others keep the handler's defaults).
+CONFIGURED = ("start_date", "chunk_months", "request_budget", "concurrency", "max_attempts")
+
+
 def orchestrator_environment(
     shared: SharedInfra, scraper_function_name: pulumi.Input[str]
 ) -> dict[str, pulumi.Input[str]]:
-    """The handler's contract (backfill_orchestrator.lambda_handler)."""
+    """The handler's contract (backfill_orchestrator.lambda_handler), written by the class it reads."""
     settings = shared.settings
+    backfill = BackfillSettings(
+        start_date=settings.backfill_start_date,
+        chunk_months=settings.backfill_chunk_months,
+        request_budget=settings.backfill_request_budget,
+        concurrency=settings.backfill_concurrency,
+        max_attempts=settings.backfill_max_attempts,
+    )
     return {
         **base_environment(shared),
         "SCRAPER_FUNCTION_NAME": scraper_function_name,
-        "BACKFILL_START_DATE": settings.backfill_start_date.isoformat(),
-        "BACKFILL_CHUNK_MONTHS": str(settings.backfill_chunk_months),
-        "BACKFILL_REQUEST_BUDGET": str(settings.backfill_request_budget),
-        "BACKFILL_CONCURRENCY": str(settings.backfill_concurrency),
-        "BACKFILL_MAX_ATTEMPTS": str(settings.backfill_max_attempts),
+        **backfill.to_env(CONFIGURED),
     }
 
 

@@ -22,9 +22,14 @@ VERSION = "2012-10-17"
 PRICES_PREFIX = layout.PRICES_PREFIX + "/"
 UNIVERSE_KEY = layout.UNIVERSE_KEY
 BACKFILL_PREFIX = layout.BACKFILL_PREFIX
-# The objects the orchestrator reads and writes: exactly its progress file. (When progress moves to
-# per-ticker objects under backfill/, this becomes ``(BACKFILL_PREFIX + "*",)``.)
-ORCHESTRATOR_OBJECTS = (layout.PROGRESS_KEY,)
+# The objects the orchestrator reads and writes: its progress (one object per ticker), the index (root
+# and shards), and the one-file progress of earlier versions (read once, to migrate it).
+ORCHESTRATOR_OBJECTS = (
+    layout.BACKFILL_INDEX_KEY,
+    layout.BACKFILL_SHARDS_PREFIX + "*",
+    layout.BACKFILL_TICKERS_PREFIX + "*",
+    layout.PROGRESS_KEY,
+)
 # The top-level prefixes the pipeline owns in its bucket: lifecycle rules are scoped to these, so an
 # adopted bucket's other data is never touched.
 PIPELINE_PREFIXES = tuple(

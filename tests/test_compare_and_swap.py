@@ -104,15 +104,15 @@ def test_price_store_gives_up_after_max_attempts(store):
 
 
 def test_progress_store_gives_up_after_max_attempts(store):
-    ProgressStore(store).update(lambda p: p.with_ticker("A", prog.TickerProgress()))
-    before = store.get("backfill/progress.json")
+    ProgressStore(store).update("A", lambda p: p.with_ticker("A", prog.TickerProgress(attempts=1)))
+    before = store.get("backfill/tickers/A.json")
     losing = always_loses(store)
     sleeps: list[float] = []
     progress = ProgressStore(losing, max_attempts=4, sleep=sleeps.append)
-    with pytest.raises(ContentionError, match=r"backfill/progress\.json: 4 attempts"):
-        progress.update(lambda p: p.with_ticker("B", prog.TickerProgress()))
+    with pytest.raises(ContentionError, match=r"backfill/tickers/A\.json: 4 attempts"):
+        progress.update("A", lambda p: p.with_ticker("A", prog.TickerProgress(attempts=2)))
     assert (losing.count("put"), len(sleeps)) == (4, 3)
-    assert store.get("backfill/progress.json") == before
+    assert store.get("backfill/tickers/A.json") == before
 
 
 def test_a_stale_known_copy_is_confirmed_without_a_wait(store):

@@ -10,11 +10,15 @@ orchestrator's lean image can import it without pyarrow.
     <root>/prices/daily/ticker=<T>/year=<Y>/data.parquet   the dataset (readers see only this tree)
     <root>/prices/fetch-times/<T>.json                     when each stored year was fetched (fetch_times)
     <root>/config/universe.json                            the tickers (written by `pulumi up`)
-    <root>/backfill/progress.json                          the orchestrator's progress
+    <root>/backfill/tickers/<T>.json                       one ticker's backfill progress (the truth)
+    <root>/backfill/shards/<xx>.json                       index: a summary of each ticker of shard xx
+    <root>/backfill/index.json                             index root: totals per shard, sync marks
+    <root>/backfill/progress.json                          the progress of earlier versions (migrated)
 """
 
 from __future__ import annotations
 
+import zlib
 from typing import Final
 
 # ---------------------------------------------------------------- storage layout
@@ -25,7 +29,12 @@ PRICE_OBJECT_NAME: Final = "data.parquet"
 FETCH_TIMES_PREFIX: Final = "prices/fetch-times/"
 UNIVERSE_KEY: Final = "config/universe.json"
 BACKFILL_PREFIX: Final = "backfill/"
+# Earlier versions kept every ticker's progress in this one file; it is read once, to migrate it.
 PROGRESS_KEY: Final = "backfill/progress.json"
+BACKFILL_TICKERS_PREFIX: Final = "backfill/tickers/"
+BACKFILL_SHARDS_PREFIX: Final = "backfill/shards/"
+BACKFILL_INDEX_KEY: Final = "backfill/index.json"
+BACKFILL_SHARDS: Final = 256  # index shards (tickers map to one by CRC-32 of the name)
 
 
 def ticker_prefix(ticker: str) -> str:
@@ -41,6 +50,21 @@ def price_key(ticker: str, year: int) -> str:
 def fetch_times_key(ticker: str) -> str:
     """``prices/fetch-times/<T>.json``: when each stored year of one ticker was fetched."""
     return f"{FETCH_TIMES_PREFIX}{ticker}.json"
+
+
+def ticker_progress_key(ticker: str) -> str:
+    """``backfill/tickers/<T>.json``: one ticker's backfill progress."""
+    return f"{BACKFILL_TICKERS_PREFIX}{ticker}.json"
+
+
+def shard_of(ticker: str) -> str:
+    """The index shard of a ticker: two hex digits, stable across processes and versions."""
+    return f"{zlib.crc32(ticker.encode()) % BACKFILL_SHARDS:02x}"
+
+
+def shard_key(shard: str) -> str:
+    """``backfill/shards/<xx>.json``: the index entries of one shard."""
+    return f"{BACKFILL_SHARDS_PREFIX}{shard}.json"
 
 
 # ---------------------------------------------------------------- metrics (CloudWatch EMF)

@@ -93,7 +93,8 @@ class FakeScraper:
             )
             if self.after_write is not None:
                 self.after_write(ticker, start, end)
-            done = {"rows": rows, "start": None, "end": None, "requests": 1, "retries": 0}
+            first, last = (days[0].isoformat(), days[-1].isoformat()) if days else (None, None)
+            done = {"rows": rows, "start": first, "end": last, "requests": 1, "retries": 0}
             return _summary({ticker: done}, {})
         finally:
             with self._lock:

@@ -9,15 +9,16 @@ import json
 import logging
 import threading
 from collections.abc import Iterator
+from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from backfill_fakes import World
 
-from stockpipe.backfill.progress_store import PROGRESS_KEY
 from stockpipe.backfill.steps import TiingoMetadataSource
 from stockpipe.errors import forget_secrets, register_secret
+from stockpipe.layout import ticker_progress_key
 from stockpipe.logs import JsonFormatter
 from stockpipe.tiingo import TiingoClient
 from stockpipe.universe import save_universe
@@ -89,6 +90,7 @@ def test_a_metadata_error_quoting_the_token_never_reaches_progress(
     world: World, registered: str, json_logs: io.StringIO, echo: str
 ) -> None:
     save_universe(world.store, ["AAPL"])
+    world.scraper.known["AAPL"] = date(2030, 1, 1)  # [] for the whole range: the metadata decides
     with EchoingTiingo(echo) as tiingo:
         client = TiingoClient(TOKEN, base_url=tiingo.url, sleep=lambda _: None, timeout=5.0)
         orchestrator = world.orchestrator()
@@ -99,7 +101,8 @@ def test_a_metadata_error_quoting_the_token_never_reaches_progress(
             client.close()
     assert summary["errors"]["AAPL"].startswith("bad_payload: ")
     assert "startDate" in summary["errors"]["AAPL"]  # the message still says what was wrong
-    stored = world.store.get(PROGRESS_KEY)
+    assert world.metadata.requests == 0  # the echoing stand-in answered the lookup
+    stored = world.store.get(ticker_progress_key("AAPL"))
     assert stored is not None
     status = world.orchestrator().status()
     for text in (stored.body.decode(), json.dumps(summary), json.dumps(status), json_logs.getvalue()):

@@ -1,21 +1,23 @@
 """Stateful property test: the REAL orchestrator driving the REAL scraper over the Tiingo simulator.
 
-Hypothesis interleaves bounded runs, crashes (after the data write, before it, soft or kill -9 style),
-universe changes, injected Tiingo faults, retry/reset actions, clock jumps past lease expiry and
-corrupt progress files (every entry point must fail with one StoreError naming the file and the field,
-leave the file byte-identical and spend nothing; once fixed, the backfill resumes). After
-every step progress.json must parse and never claim more than is stored, and every stored row must be
-the simulator's truth (a gap-free prefix of the ticker's history: sorted, unique, no foreign dates). At
-the end, runs without new faults must complete with exactly the simulator's history for every ticker.
-A local directory store keeps it fast; the same code over moto is covered by the fault matrices.
+Hypothesis interleaves bounded runs (requests of up to 1, 2 or all pending chunks), crashes (after the
+data write, before it, soft or kill -9 style), universe changes, injected Tiingo faults, retry/reset
+actions, clock jumps past lease expiry and corrupt progress objects (a ticker's object: runs go on for
+the others and report it, status shows it, retry/reset of it fail with one StoreError naming the object
+and the field; the index root: every entry point fails so; the object stays byte-identical, nothing
+is spent on it; once fixed, the backfill resumes). After every step every ticker object must parse and
+never claim more than is stored, the index must agree with the ticker objects (counts and chunks left),
+and every stored row must be the simulator's truth (a gap-free prefix of the ticker's history: sorted,
+unique, no foreign dates). At the end, runs without new faults must complete with exactly the
+simulator's history for every ticker. A local directory store keeps it fast; the same code over moto
+is covered by the fault matrices.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -25,15 +27,17 @@ from backfill_fakes import STOPS_RUN, Clock, Crash, MortalStore
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from stateful_faults import CORRUPTIONS, Broken, CrashingInvoker, break_totals
 
 from stockpipe import scraper
 from stockpipe.backfill import progress as prog
 from stockpipe.backfill.invoker import InProcessInvoker
 from stockpipe.backfill.orchestrator import BackfillSettings, Orchestrator, TiingoMetadataSource
 from stockpipe.backfill.plan import ONE_DAY, iter_chunks
-from stockpipe.backfill.progress_store import PROGRESS_KEY
+from stockpipe.backfill.progress_store import ProgressStore
 from stockpipe.calendar import trading_days
 from stockpipe.errors import FailureKind, StoreError
+from stockpipe.layout import BACKFILL_INDEX_KEY
 from stockpipe.objectstore import LocalObjectStore, ObjectStore
 from stockpipe.prices import rows_to_table
 from stockpipe.pricestore import PriceStore
@@ -78,63 +82,9 @@ LATER = st.sampled_from([0, 0, 30, LEASE_SECONDS + 1])  # seconds until the next
 Injection = tuple[str, int, str | None]  # fault, count, ticker (None: any)
 
 
-def _record_change(key: str, value: Any, **also: Any) -> Callable[[dict[str, Any]], str]:
-    """Set ``key`` (and ``also``) of the first ticker's record (the file must have one); returns the field
-    the error must name."""
-
-    def corrupt(data: dict[str, Any]) -> str:
-        name = sorted(data["tickers"])[0]
-        data["tickers"][name].update({key: value, **also})
-        return f"tickers.{name}.{key}"
-
-    return corrupt
-
-
-def _set_lease(data: dict[str, Any]) -> str:
-    name = sorted(data["tickers"])[0]
-    data["tickers"][name]["lease"] = {"owner": "h-1-a", "expires": "2024-06-14T22:16:00"}  # no time zone
-    return f"tickers.{name}.lease.expires"
-
-
-def _set_version(data: dict[str, Any]) -> str:
-    data["version"] = 2
-    return "version"
-
-
-# Hand edits and half-written files a progress.json can suffer; each names the field it breaks.
-CORRUPTIONS: dict[str, Callable[[dict[str, Any]], str]] = {
-    "done-as-string": _record_change("done", "false"),
-    "naive-lease": _set_lease,
-    "planned-without-end": _record_change("end", None, planned=True),
-    "negative-counter": _record_change("attempts", -1),
-    "unknown-version": _set_version,
-}
 INJECTION = st.none() | st.tuples(
     st.sampled_from(FAULTS), st.integers(1, 6), st.none() | st.sampled_from(list(HISTORY))
 )
-
-
-class CrashingInvoker:
-    """Runs the real scraper; the ``at``-th invocation dies before or after the scraper wrote its data."""
-
-    def __init__(
-        self, runtime: scraper.ScraperRuntime, store: MortalStore, *, at: int, after_write: bool, hard: bool
-    ) -> None:
-        self.runtime = runtime
-        self.store = store
-        self.at = at
-        self.after_write = after_write
-        self.hard = hard
-        self.calls = 0
-
-    def handle(self, event: dict[str, Any]) -> dict[str, Any]:
-        self.calls += 1
-        if self.calls != self.at:
-            return scraper.handle(event, self.runtime)
-        if self.after_write:
-            scraper.handle(event, self.runtime)  # the chunk's rows are stored ...
-        self.store.dead = self.hard
-        raise Crash(f"crash at invocation {self.calls}")  # ... and its progress never is
 
 
 class BackfillMachine(RuleBasedStateMachine):
@@ -150,6 +100,8 @@ class BackfillMachine(RuleBasedStateMachine):
         self.prices = PriceStore(self.store, sleep=lambda _: None)
         self.clock = Clock()
         self.chunk_months = 6
+        self.cap = 0
+        self.killed = False  # a run was killed (kill -9): index entries may lag until runs visit them
         self.universe: list[str] = []
         self.truth = {
             t: rows_to_table(self.sim.history(t, max(START, first), TODAY)) for t, first in HISTORY.items()
@@ -170,6 +122,7 @@ class BackfillMachine(RuleBasedStateMachine):
             max_attempts=MAX_ATTEMPTS,
             lease_seconds=LEASE_SECONDS,
             requests_per_hour=0,
+            max_chunks_per_request=self.cap,
         )
         return Orchestrator(
             store or self.store,
@@ -185,12 +138,7 @@ class BackfillMachine(RuleBasedStateMachine):
         save_universe(self.store, self.universe)
 
     def load_progress(self) -> prog.Progress:
-        stored = self.store.get(PROGRESS_KEY)
-        if stored is None:
-            return prog.Progress()
-        progress = prog.from_json(stored.body)  # raises for anything malformed
-        assert prog.to_json(prog.from_json(prog.to_json(progress))) == prog.to_json(progress)
-        return progress
+        return ProgressStore(self.store).load()  # raises for anything malformed
 
     def run_until_complete(self) -> dict[str, Any]:
         """Runs with a large budget (leases of crashed runs expire in between) until 'complete'."""
@@ -207,9 +155,11 @@ class BackfillMachine(RuleBasedStateMachine):
     @initialize(
         tickers=st.lists(st.sampled_from(CANDIDATES), min_size=1, max_size=3, unique=True),
         chunk_months=st.sampled_from([6, 12]),
+        cap=st.sampled_from([0, 1, 2]),
     )
-    def setup(self, tickers: list[str], chunk_months: int) -> None:
+    def setup(self, tickers: list[str], chunk_months: int, cap: int) -> None:
         self.chunk_months = chunk_months
+        self.cap = cap  # chunks per request (0: all pending)
         self.save_universe(tickers)
 
     @rule(concurrency=st.sampled_from([1, 2]), fault=INJECTION, later=LATER)
@@ -267,6 +217,7 @@ class BackfillMachine(RuleBasedStateMachine):
         except Crash:
             crashed = True
         assert crashed == (invoker.calls >= at)  # a crash is never swallowed; no crash, no exception
+        self.killed = self.killed or (crashed and hard)
         event(f"crashed={crashed} hard={hard} after_write={after_write}")
 
     @rule(ticker=st.sampled_from(CANDIDATES))
@@ -295,47 +246,85 @@ class BackfillMachine(RuleBasedStateMachine):
                 assert not record.parked
                 assert record.attempts == 0
 
-    @precondition(lambda self: self.store.get(PROGRESS_KEY) is not None)
+    def ticker_objects(self) -> list[str]:
+        return [key for key in self.store.list_keys("backfill/tickers/") if key.endswith(".json")]
+
+    @precondition(lambda self: bool(self.ticker_objects()))
     @rule(
         corruption=st.sampled_from(sorted(CORRUPTIONS)),
         entry=st.sampled_from(["run", "status", "retry", "reset"]),
+        pick=st.integers(0, 10),
     )
-    def corrupt_progress(self, corruption: str, entry: str) -> None:
-        """A bad progress file: one clear error, nothing written, nothing spent; fixing it resumes."""
-        original = self.store.get(PROGRESS_KEY)
-        assert original is not None
-        data = json.loads(original.body)
-        if not data["tickers"] and corruption != "unknown-version":
-            corruption = "unknown-version"  # a record to break needs a ticker
-        field = CORRUPTIONS[corruption](data)
-        bad = json.dumps(data).encode()
-        version = self.store.put(PROGRESS_KEY, bad, expected_version=original.version)
+    def corrupt_ticker(self, corruption: str, entry: str, pick: int) -> None:
+        """A bad ticker object blocks that ticker only, is reported by name and field, never rewritten."""
+        keys = self.ticker_objects()
+        key = keys[pick % len(keys)]
+        ticker = key.rsplit("/", 1)[1][: -len(".json")]
+        broken = Broken.make(self.store, key, CORRUPTIONS[corruption])
+        field = broken.field
+        before = self.sim.count(ticker=ticker)
+        where = self.store.describe(key)
+        if entry in ("run", "status"):
+            if entry == "run":  # it reads the object only when the index says the ticker has work
+                summary = self.orchestrator().run(budget=10)
+                if ticker in summary["errors"]:
+                    assert summary["errors"][ticker].startswith(f"store: {where}: {field}"), summary["errors"]
+            asked = self.orchestrator().handle({"action": "status", "tickers": [ticker]})
+            shown = asked["tickers"].get(ticker)
+            assert shown is not None
+            assert shown["error"].startswith(f"{where}: {field}"), shown
+        else:
+            with pytest.raises(StoreError) as caught:
+                self.orchestrator().handle({"action": entry, "tickers": [ticker]})
+            assert caught.value.kind == FailureKind.STORE
+            assert str(caught.value).startswith(f"{where}: {field}"), str(caught.value)
+        broken.assert_untouched(self.store)
+        assert self.sim.count(ticker=ticker) == before  # nothing spent on it
+        broken.fix(self.store)
+        event(f"corrupt ticker object: {corruption} via {entry}")
+
+    @precondition(lambda self: self.store.get(BACKFILL_INDEX_KEY) is not None)
+    @rule(entry=st.sampled_from(["run", "status", "retry", "reset"]))
+    def corrupt_index(self, entry: str) -> None:
+        """A bad index root stops every entry point with one error naming it; nothing written or spent."""
+        broken = Broken.make(self.store, BACKFILL_INDEX_KEY, break_totals)
         before = self.sim.count()
-        orchestrator = self.orchestrator()
-        requests = {"run": {}, "status": {"action": "status"}}
-        request = requests.get(entry, {"action": entry, "tickers": self.universe})
+        request = {"run": {}, "status": {"action": "status"}}.get(
+            entry, {"action": entry, "tickers": self.universe}
+        )
         with pytest.raises(StoreError) as caught:
-            orchestrator.handle(request)
-        message = str(caught.value)
-        assert caught.value.kind == FailureKind.STORE
-        assert self.store.describe(PROGRESS_KEY) in message, message
-        assert field in message, message
-        stored = self.store.get(PROGRESS_KEY)
-        assert stored is not None
-        assert stored.body == bad  # never rewritten
-        assert self.sim.count() == before  # nothing spent
-        self.store.put(PROGRESS_KEY, original.body, expected_version=version)  # the operator fixes it
-        event(f"corrupt progress: {corruption} via {entry}")
+            self.orchestrator().handle(request)
+        assert str(caught.value).startswith(f"{self.store.describe(BACKFILL_INDEX_KEY)}: totals.zz"), str(
+            caught.value
+        )
+        broken.assert_untouched(self.store)
+        assert self.sim.count() == before
+        broken.fix(self.store)
+        event(f"corrupt index via {entry}")
 
     # ------------------------------------------------------------ invariants
 
     @invariant()
-    def status_costs_nothing(self) -> None:
+    def status_costs_nothing_and_the_index_agrees(self) -> None:
         before = self.sim.count()
         status = self.orchestrator().status()
         assert self.sim.count() == before
         assert set(self.universe) <= set(status["tickers"])
-        assert sum(status["counts"].values()) == len(status["tickers"])
+        assert sum(status["counts"].values()) == len(status["tickers"]) == status["page"]["total"]
+        truth = prog.summarize(self.load_progress(), self.universe, chunk_months=self.chunk_months)
+        index = self.orchestrator().progress.index.entries(list(truth["tickers"]))
+        for ticker, entry in truth["tickers"].items():  # never: work the index does not show
+            if entry["state"] in ("pending", "in_progress") and ticker in self.universe:
+                assert ticker in index, (ticker, entry)
+                assert index[ticker].open, (ticker, entry, index[ticker])
+        if self.killed:  # a kill -9 between a ticker's write and its index entry's: the entry lags
+            event("index checked after a kill")
+            return
+        assert status["counts"] == truth["counts"]  # the index's totals are the tickers' own
+        assert status["chunks_left"] == truth["chunks_left"]
+        assert {t: e["state"] for t, e in status["tickers"].items()} == {
+            t: e["state"] for t, e in truth["tickers"].items()
+        }
 
     @invariant()
     def stored_rows_are_the_simulators_truth(self) -> None:
@@ -359,8 +348,14 @@ class BackfillMachine(RuleBasedStateMachine):
                 assert not record.done, name
                 continue
             assert name in HISTORY, name  # a 404 ticker is never planned
-            assert record.first_date == self.sim.first_date(name)
-            assert (record.start, record.end) == (max(START, HISTORY[name]), TODAY), name
+            first = max(START, HISTORY[name])
+            if record.metadata == "read":  # Tiingo's own first date; the plan was cut to it
+                assert record.first_date == self.sim.first_date(name)
+                assert record.start in (START, first), name
+            else:  # planned from START; the first day seen is where its prices begin
+                assert record.first_date in (None, next(trading_days(first, TODAY))), name
+                assert record.start == START, name
+            assert record.end == TODAY, name
             assert record.start is not None
             assert record.end is not None
             if record.done:
@@ -370,7 +365,7 @@ class BackfillMachine(RuleBasedStateMachine):
                 starts = {s for s, _ in iter_chunks(record.start, record.end, self.chunk_months)}
                 assert record.next_start in starts, name  # on the chunk grid, inside [start, end]
                 covered = record.next_start - ONE_DAY
-            wanted = len(list(trading_days(record.start, covered)))
+            wanted = len(list(trading_days(max(record.start, first), covered)))
             assert self.prices.read_ticker(name).num_rows >= wanted, name  # progress never runs ahead
 
     # ------------------------------------------------------------ the end
@@ -398,6 +393,12 @@ class BackfillMachine(RuleBasedStateMachine):
             summary = self.run_until_complete()
         assert summary["parked"] == ([UNKNOWN] if UNKNOWN in self.universe else [])
         self.assert_complete([t for t in self.universe if t in HISTORY])
+        # every universe ticker was visited since any kill: its entry agrees with its object now
+        index = self.orchestrator().progress.index.entries(self.universe)
+        records = self.load_progress()
+        assert {t: index[t].state for t in self.universe} == {
+            t: prog.ticker_state(records.get(t)) for t in self.universe
+        }
         again = self.orchestrator().run()
         assert again["requests"] == 0  # finished work costs nothing
         assert again["stopped"] == "complete"

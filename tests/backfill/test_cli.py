@@ -87,9 +87,7 @@ def test_second_run_makes_no_price_requests_and_catch_up_runs_once_a_day(workdir
     )
     first = Runner(options, quiet(), today=lambda: date(2024, 6, 13))
     assert first.run().code == 0
-    assert (
-        first.requests == 2 + 2 * 2
-    )  # metadata + two 3-month chunks each; plan ends on "today": no catch-up
+    assert first.requests == 2  # one request per ticker for its whole range; the plan ends "today"
     again = Runner(options, quiet(), today=lambda: date(2024, 6, 13))
     again.run()
     assert again.requests == 0
@@ -130,7 +128,21 @@ def test_real_api_keeps_to_the_hourly_quota_with_a_countdown(workdir: Path, simu
 
     options = RunOptions(
         data_dir=workdir / "real",
-        tickers=["AAPL"],
+        tickers=[
+            "AAPL",
+            "MSFT",
+            "GOOGL",
+            "AMZN",
+            "NVDA",
+            "META",
+            "TSLA",
+            "JPM",
+            "SPY",
+            "QQQ",
+            "IBM",
+            "KO",
+            "V",
+        ],
         start_date=date(2023, 6, 1),
         chunk_months=1,
         requests_per_hour=5,
@@ -141,7 +153,7 @@ def test_real_api_keeps_to_the_hourly_quota_with_a_countdown(workdir: Path, simu
     err = io.StringIO()
     runner = Runner(options, quiet(err), sleep=sleep, clock=fake.clock, today=lambda: simulator.today)
     assert runner.run().code == 0
-    assert simulator.count() == 1 + 13  # metadata + 13 monthly chunks (2023-06-01 .. 2024-06-14)
+    assert simulator.count() == 13  # one request per ticker for its whole range (issue 14)
     assert simulator.count(status=429) == 0
     # 5 requests per clock hour: waited for two new windows, spending at most 5 in each
     windows = sorted(set(counts))
@@ -155,7 +167,8 @@ def test_real_api_keeps_to_the_hourly_quota_with_a_countdown(workdir: Path, simu
 def test_real_api_stops_with_a_resume_time_when_the_wait_is_too_long(
     workdir: Path, simulator, capsys
 ) -> None:
-    write_stack(workdir / "stack.yaml", ["AAPL"], date(2023, 6, 1), chunk_months=1, per_hour=3)
+    tickers = ["AAPL", "MSFT", "GOOGL", "AMZN"]  # one request each: the fourth waits for the next hour
+    write_stack(workdir / "stack.yaml", tickers, date(2023, 6, 1), chunk_months=1, per_hour=3)
     env = {"TIINGO_API_TOKEN": TEST_TOKEN, "TIINGO_BASE_URL": simulator.base_url}
     with pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
@@ -169,10 +182,10 @@ def test_real_api_stops_with_a_resume_time_when_the_wait_is_too_long(
     assert "To resume after " in err
     assert "run --data-dir real --stack-config stack.yaml --max-wait 0 --chunk-months 1" in err  # own words
     assert re.search(
-        r"1 ticker: up to \d+ requests \(1-month chunks\), about \d+ more hours at 3 requests", err
+        r"4 tickers: up to \d+ requests \(1-month chunks\), about \d+ more hours at 3 requests", err
     )
     assert simulator.count() == 3
-    assert "in_progress" in out
+    assert "pending" in out
     assert TEST_TOKEN not in out + err
 
 

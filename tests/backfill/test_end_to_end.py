@@ -69,8 +69,9 @@ def test_full_backfill_is_exactly_the_simulators_history(tmp_path, simulator) ->
     summaries = run_until_complete(store, simulator, concurrency=3)
     assert len(summaries) == 1
     assert summaries[0]["parked"] == ["XYZ"]
-    assert simulator.count(kind="metadata") == len(TICKERS)
-    assert simulator.count(kind="prices") == expected_chunks()
+    assert simulator.count(kind="metadata") == 0  # the whole range in one request per ticker
+    assert simulator.count(kind="prices") == len(TICKERS)
+    assert summaries[0]["chunks_done"] == expected_chunks()
     assert summaries[0]["requests"] == simulator.count()
     got = duckdb.sql(
         f"SELECT ticker, date, close, adj_close FROM read_parquet('{tmp_path}/prices/daily/*/*/*.parquet', "
@@ -94,7 +95,9 @@ def test_budget_is_never_exceeded_even_with_retries(bucket, s3_client, simulator
     for _ in range(30):
         before = simulator.count()
         # 5 = 1 + the client's 4 retries: the worst case a step can cost, so the budget is strict
-        summary = make_orchestrator(store, simulator, request_budget=budget, requests_per_step=5).run(TICKERS)
+        summary = make_orchestrator(
+            store, simulator, request_budget=budget, requests_per_step=5, max_chunks_per_request=1
+        ).run(TICKERS)
         spent = simulator.count() - before
         assert spent == summary["requests"] <= budget
         if summary["stopped"] == "complete":
@@ -123,10 +126,12 @@ def test_crash_after_data_write_then_next_run_completes(bucket, s3_client, simul
         return handle
 
     with pytest.raises(Crash):
-        make_orchestrator(store, simulator, crash_once_after_write, concurrency=1).run(TICKERS)
+        make_orchestrator(
+            store, simulator, crash_once_after_write, concurrency=1, max_chunks_per_request=1
+        ).run(TICKERS)
     assert PriceStore(store).last_date("META") == date(2024, 6, 14)
-    assert ProgressStore(store).load().get("META").next_start == date(2024, 1, 1)  # type: ignore[union-attr]
-    run_until_complete(store, simulator)
+    assert ProgressStore(store).get("META").next_start == date(2024, 1, 1)  # type: ignore[union-attr]
+    run_until_complete(store, simulator, max_chunks_per_request=1)
     assert simulator.count(kind="prices", ticker="META") == prog.count_chunks(START, simulator.today, 6) + 1
     assert_equals_simulator(store, simulator)
 
@@ -136,9 +141,14 @@ def test_two_overlapping_runs_on_one_bucket(bucket, s3_client, simulator) -> Non
     store = S3ObjectStore(bucket, s3_client)
     summaries: list[dict[str, Any]] = []
     run_concurrently(
-        [lambda: summaries.extend(run_until_complete(store, simulator, concurrency=2)) for _ in range(2)]
+        [
+            lambda: summaries.extend(
+                run_until_complete(store, simulator, concurrency=2, max_chunks_per_request=1)
+            )
+            for _ in range(2)
+        ]
     )
-    assert simulator.count(kind="prices") == expected_chunks()  # no chunk fetched by both runs
-    assert simulator.count(kind="metadata") == len(TICKERS)
+    assert simulator.count(kind="prices") == expected_chunks() + 1  # no chunk by both runs (+1: XYZ's 404)
+    assert simulator.count(kind="metadata") == 0
     assert sum(s["chunks_done"] for s in summaries) == expected_chunks()
     assert_equals_simulator(store, simulator)

@@ -17,7 +17,7 @@ from backfill_fakes import LambdaEmulator
 import backfill_orchestrator
 from stockpipe import scraper
 from stockpipe.backfill.invoker import InvokeError, LambdaInvoker
-from stockpipe.backfill.progress_store import PROGRESS_KEY
+from stockpipe.backfill.progress_store import ProgressStore
 from stockpipe.logs import JsonFormatter
 from stockpipe.objectstore import S3ObjectStore
 from stockpipe.pricestore import PriceStore
@@ -102,8 +102,8 @@ def test_hourly_runs_backfill_the_universe_within_budget(
     # every chunk went through the Lambda Invoke API, in order, one ticker each
     assert all(set(event) == {"tickers", "start_date", "end_date"} for event in lambda_env.invocations)
     aapl = [e for e in lambda_env.invocations if e["tickers"] == ["AAPL"]]
-    assert aapl[0]["start_date"] == START.isoformat()
-    assert aapl[-1]["end_date"] == simulator.today.isoformat()  # the plan ends at Tiingo's last price
+    assert aapl == [{"tickers": ["AAPL"], "start_date": START.isoformat(), "end_date": aapl[0]["end_date"]}]
+    assert aapl[0]["end_date"] >= simulator.today.isoformat()  # the whole range at once, to the plan day
     status = backfill_orchestrator.lambda_handler({"action": "status"}, None)
     assert status["counts"] == {"done": 2, "in_progress": 0, "parked": 1, "pending": 0}
     assert status["tickers"]["XYZ"]["last_error"].startswith("not_found")
@@ -140,7 +140,13 @@ def test_manual_events(lambda_env, bucket, s3_client, simulator) -> None:
     )
     reset = backfill_orchestrator.lambda_handler({"action": "reset", "tickers": ["XYZ", "AAPL"]}, None)
     assert reset == {"action": "reset", "tickers": ["XYZ"], "unknown": ["AAPL"]}
-    assert "XYZ" not in json.loads(store.get(PROGRESS_KEY).body)["tickers"]  # type: ignore[union-attr]
+    assert ProgressStore(store).read("XYZ") == (None, 4)  # forgotten (claimed, parked, retried, reset)
+    status = backfill_orchestrator.lambda_handler({"action": "status", "tickers": ["XYZ", "AAPL"]}, None)
+    assert status["tickers"] == {
+        "XYZ": {"state": "pending", "chunks_left": None},
+        "AAPL": {"state": "pending", "chunks_left": None},
+    }
+    assert status["unknown"] == []  # both are in the universe
 
 
 @pytest.mark.parametrize(
@@ -151,7 +157,7 @@ def test_malformed_events_change_nothing(lambda_env, bucket, s3_client, simulato
     store = S3ObjectStore(bucket, s3_client)
     with pytest.raises(ValueError, match=r"unknown|tickers|JSON object"):
         backfill_orchestrator.lambda_handler(event, Context())
-    assert store.get(PROGRESS_KEY) is None
+    assert list(store.list_keys("backfill/")) == []
     assert simulator.count() == 0
     assert lambda_env.invocations == []
 

@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 
 from stockpipe.backfill import progress as prog
 from stockpipe.backfill.plan import ONE_DAY
-from stockpipe.backfill.progress_store import PROGRESS_KEY
 from stockpipe.backfill.settings import BackfillSettings
 from stockpipe.pricestore import PriceStore
 from stockpipe.universe import save_universe
@@ -24,11 +23,17 @@ NOW = datetime(2024, 6, 14, 22, 0, tzinfo=UTC)
 FIRST = date(2010, 1, 4)  # the ticker's first price in Tiingo
 
 
+def next_work(state: prog.Progress, chunk_months: int = 6) -> prog.Work | None:
+    """One chunk per request (these tests follow the chunk grid; requests may cover several)."""
+    planning = prog.Planning(chunk_months=chunk_months, backfill_start=FIRST, plan_day=TODAY, max_chunks=1)
+    return prog.next_work(state, "T", planning=planning, now=NOW)
+
+
 def planned(start: date, *, chunk_months: int = 6, finish: bool = True) -> prog.Progress:
     state = prog.record_metadata(
         prog.Progress(), "T", FIRST, backfill_start=start, plan_day=TODAY, requests=1, owner="a", now=NOW
     )
-    while finish and (work := prog.next_work(state, "T", chunk_months=chunk_months, now=NOW)) is not None:
+    while finish and (work := next_work(state, chunk_months)) is not None:
         state = complete(state, work)
     return state
 
@@ -53,7 +58,7 @@ def test_a_done_ticker_reopens_for_the_earlier_range_only() -> None:
     assert prog.ticker_state(record) == "in_progress"
     assert prog.chunks_left(record, 6) == 4
     works = []
-    while (work := prog.next_work(extended, "T", chunk_months=6, now=NOW)) is not None:
+    while (work := next_work(extended)) is not None:
         works.append((work.start, work.end))
         extended = complete(extended, work)
     assert works == [  # backwards from the fetched range, on the grid of the new start
@@ -70,7 +75,7 @@ def test_a_done_ticker_reopens_for_the_earlier_range_only() -> None:
 
 def test_an_unfinished_ticker_finishes_its_range_then_fetches_the_earlier_one() -> None:
     state = planned(date(2020, 1, 1), finish=False)
-    work = prog.next_work(state, "T", chunk_months=6, now=NOW)
+    work = next_work(state)
     assert work is not None
     state = complete(state, work)  # 2020-01-01..2020-06-30 fetched
     extended = prog.extend_history(state, ["T"], backfill_start=date(2019, 1, 1), now=NOW)
@@ -78,9 +83,7 @@ def test_an_unfinished_ticker_finishes_its_range_then_fetches_the_earlier_one() 
     assert record is not None
     assert (record.fetched_from, record.next_start) == (date(2020, 1, 1), date(2020, 7, 1))
     assert prog.chunks_left(record, 6) == 8 + 2
-    assert prog.next_work(extended, "T", chunk_months=6, now=NOW) == prog.Work(
-        "T", "chunk", date(2020, 7, 1), date(2020, 12, 31)
-    )
+    assert next_work(extended) == prog.Work("T", "chunk", date(2020, 7, 1), date(2020, 12, 31))
 
 
 @pytest.mark.parametrize(
@@ -155,7 +158,7 @@ def test_any_start_moves_fetch_every_day_once(moves: list[tuple[int, int]], chun
 
     def step() -> bool:
         nonlocal state
-        work = prog.next_work(state, "T", chunk_months=chunk_months, now=NOW)
+        work = next_work(state, chunk_months)
         if work is None:
             return False
         assert work.start is not None
@@ -185,6 +188,11 @@ def test_any_start_moves_fetch_every_day_once(moves: list[tuple[int, int]], chun
 # ---------------------------------------------------------------- over moto
 
 
+def ticker_objects(world: World) -> dict[str, bytes]:
+    keys = world.store.list_keys("backfill/tickers/")
+    return {key: world.store.get(key).body for key in keys}  # type: ignore[union-attr]
+
+
 def test_moving_the_start_earlier_fetches_only_the_missing_range(world: World) -> None:
     tickers = ["AAPL", "META", "NEWCO"]
     save_universe(world.store, tickers)  # status shows the universe as the scheduled run will see it
@@ -194,23 +202,24 @@ def test_moving_the_start_earlier_fetches_only_the_missing_range(world: World) -
     spent = world.requests
 
     earlier = world.orchestrator(start_date=date(2018, 1, 1))
-    stored = world.store.get(PROGRESS_KEY)
-    status = earlier.status()["tickers"]
-    assert world.store.get(PROGRESS_KEY) == stored  # status shows the extension, writes nothing
+    stored = ticker_objects(world)
+    answer = earlier.status()
+    status = answer["tickers"]
+    assert ticker_objects(world) == stored  # status shows the extension, changes no ticker's progress
     assert status["AAPL"]["state"] == "in_progress"
     assert (status["AAPL"]["start"], status["AAPL"]["fetched_from"]) == ("2018-01-01", "2020-01-01")
     assert status["AAPL"]["chunks_left"] == 4
-    assert status["META"]["state"] == "done"  # its history starts in 2021: nothing earlier exists
+    assert (answer["counts"]["in_progress"], answer["chunks_left"]) == (1, 4)  # the index counts it too
+    # META and NEWCO: their first answer began after 2020's first trading day: nothing earlier exists
+    assert status["META"]["state"] == "done"
     assert status["NEWCO"]["state"] == "done"
 
     summary = earlier.run(tickers)
     assert summary["stopped"] == "complete"
     new_calls = world.scraper.calls[calls:]
-    assert [c[0] for c in new_calls] == ["AAPL"] * 4
-    assert all(
-        c[1] >= date(2018, 1, 1) and c[2] < date(2020, 1, 1) for c in new_calls
-    )  # only what was missing
-    assert summary["requests"] == world.requests - spent == 4  # no metadata lookup either
+    assert new_calls == [("AAPL", date(2018, 1, 1), date(2019, 12, 31))]  # only what was missing, at once
+    assert summary["requests"] == world.requests - spent == 1  # no metadata lookup either
+    assert summary["chunks_done"] == 4
     prices = PriceStore(world.store)
     days = prices.read_ticker("AAPL").column("date").to_pylist()
     assert days == expected_days(KNOWN["AAPL"], date(2018, 1, 1))  # one gap-free history
@@ -220,18 +229,18 @@ def test_moving_the_start_earlier_fetches_only_the_missing_range(world: World) -
 
 def test_moving_the_start_later_changes_nothing_stored(world: World) -> None:
     world.orchestrator(start_date=date(2020, 1, 1)).run(["AAPL"])
-    before = world.store.get(PROGRESS_KEY)
+    before = ticker_objects(world)
     spent = world.requests
     summary = world.orchestrator(start_date=date(2023, 1, 1)).run(["AAPL"])
     assert summary["stopped"] == "complete"
     assert world.requests == spent
-    assert world.store.get(PROGRESS_KEY) == before  # not even rewritten
+    assert ticker_objects(world) == before  # not even rewritten
 
 
 def test_a_start_date_after_today_is_refused(world: World) -> None:
     with pytest.raises(ValueError, match=r"BACKFILL_START_DATE 2024-06-15 is after today \(2024-06-14\)"):
         world.orchestrator(start_date=TODAY + ONE_DAY).run(["AAPL"])
-    assert world.store.get(PROGRESS_KEY) is None
+    assert list(world.store.list_keys("backfill/")) == []
     assert world.requests == 0
     with pytest.raises(ValueError, match="BACKFILL_START_DATE 2999-01-01 is after today"):
         BackfillSettings.from_env({"BACKFILL_START_DATE": "2999-01-01"})

@@ -43,9 +43,12 @@ def planned() -> prog.Progress:
     return prog.claim(state, CHUNK, owner="a", now=NOW, lease_seconds=60)
 
 
+PLANNING = prog.Planning(chunk_months=6, backfill_start=START, plan_day=TODAY)
+
+
 def apply(state: prog.Progress, outcome: StepOutcome, max_attempts: int = 3) -> prog.Progress:
     return prog.apply_outcome(
-        state, outcome, owner="a", now=NOW, max_attempts=max_attempts, backfill_start=START, plan_day=TODAY
+        state, outcome, owner="a", now=NOW, max_attempts=max_attempts, planning=PLANNING
     )
 
 
@@ -154,9 +157,7 @@ def test_a_delisted_ticker_before_the_start_keeps_where_its_history_ends() -> No
     """Nothing to fetch, but ``end`` is its last price: a start moved earlier later knows where to stop."""
     lookup = prog.Work("OLD", "metadata")
     outcome = StepOutcome(lookup, 1, ok=True, first_date=date(1990, 1, 2), last_date=date(1995, 6, 30))
-    state = prog.apply_outcome(
-        prog.Progress(), outcome, owner="a", now=NOW, max_attempts=3, backfill_start=START, plan_day=TODAY
-    )
+    state = apply(prog.Progress(), outcome)
     record = state.get("OLD")
     assert record is not None
     assert (record.done, record.start, record.end) == (True, None, date(1995, 6, 30))

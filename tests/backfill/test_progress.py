@@ -1,4 +1,4 @@
-"""Pure progress transitions and the JSON contract of backfill/progress.json."""
+"""Pure progress transitions (one chunk per request here: ``ONE``), the record's JSON, and the events."""
 
 from __future__ import annotations
 
@@ -15,6 +15,11 @@ from stockpipe.backfill.events import ActionEvent, RunEvent, parse_event
 NOW = datetime(2024, 6, 14, 12, 0, tzinfo=UTC)
 TODAY = date(2024, 6, 14)
 START = date(2000, 1, 1)
+ONE = prog.Planning(chunk_months=6, backfill_start=START, plan_day=TODAY, max_chunks=1)
+
+
+def next_work(state: prog.Progress, ticker: str, *, owner: str | None = None) -> prog.Work | None:
+    return prog.next_work(state, ticker, planning=ONE, now=NOW, owner=owner)
 
 
 def planned(ticker: str = "AAPL", first: date | None = date(2023, 1, 3)) -> prog.Progress:
@@ -23,9 +28,9 @@ def planned(ticker: str = "AAPL", first: date | None = date(2023, 1, 3)) -> prog
     )
 
 
-def test_new_ticker_needs_metadata_then_chunks() -> None:
+def test_new_ticker_is_asked_for_its_range_and_a_metadata_plan_walks_chunks() -> None:
     empty = prog.Progress()
-    assert prog.next_work(empty, "AAPL", chunk_months=6, now=NOW) == prog.Work("AAPL", "metadata")
+    assert next_work(empty, "AAPL") == prog.Work("AAPL", "chunk", START, date(2000, 6, 30), 1)
     state = planned()
     record = state.get("AAPL")
     assert record is not None
@@ -37,7 +42,7 @@ def test_new_ticker_needs_metadata_then_chunks() -> None:
     )
     assert not record.done
     assert record.requests == 1
-    work = prog.next_work(state, "AAPL", chunk_months=6, now=NOW)
+    work = next_work(state, "AAPL")
     assert work == prog.Work("AAPL", "chunk", date(2023, 1, 3), date(2023, 7, 2))
     assert prog.chunks_left(record, 6) == 3
 
@@ -48,12 +53,12 @@ def test_metadata_without_prices_is_done_with_no_chunks() -> None:
     assert record is not None
     assert record.done
     assert prog.chunks_left(record, 6) == 0
-    assert prog.next_work(state, "AAPL", chunk_months=6, now=NOW) is None
+    assert next_work(state, "AAPL") is None
 
 
 def test_chunks_advance_to_done_and_replay_is_idempotent() -> None:
     state = planned()
-    while (work := prog.next_work(state, "AAPL", chunk_months=6, now=NOW)) is not None:
+    while (work := next_work(state, "AAPL")) is not None:
         state = prog.claim(state, work, owner="a", now=NOW, lease_seconds=60)
         assert work.start is not None
         assert work.end is not None
@@ -77,12 +82,12 @@ def test_chunks_advance_to_done_and_replay_is_idempotent() -> None:
 
 def test_claim_rejections() -> None:
     state = planned()
-    work = prog.next_work(state, "AAPL", chunk_months=6, now=NOW)
+    work = next_work(state, "AAPL")
     assert work is not None
     leased = prog.claim(state, work, owner="a", now=NOW, lease_seconds=60)
     with pytest.raises(prog.ClaimRejected, match="leased"):
         prog.claim(leased, work, owner="b", now=NOW, lease_seconds=60)
-    assert prog.next_work(leased, "AAPL", chunk_months=6, now=NOW, owner="b") is None
+    assert next_work(leased, "AAPL", owner="b") is None
     # an expired lease (a crashed run) can be taken over
     later = NOW + timedelta(seconds=61)
     assert prog.claim(leased, work, owner="b", now=later, lease_seconds=60).get("AAPL").lease.owner == "b"  # type: ignore[union-attr]
@@ -92,7 +97,7 @@ def test_claim_rejections() -> None:
     moved = prog.record_chunk(leased, "AAPL", work.start, work.end, rows=1, requests=1, owner="a", now=NOW)
     with pytest.raises(prog.ClaimRejected, match="moved on"):
         prog.claim(moved, work, owner="a", now=NOW, lease_seconds=60)
-    with pytest.raises(prog.ClaimRejected, match="plan"):
+    with pytest.raises(prog.ClaimRejected, match="needs no metadata"):
         prog.claim(moved, prog.Work("AAPL", "metadata"), owner="a", now=NOW, lease_seconds=60)
 
 
@@ -107,7 +112,7 @@ def test_failures_park_after_max_attempts_and_retry_unparks() -> None:
         assert record.attempts == attempt
         assert record.parked == (attempt == 3)
     assert state.get("AAPL").last_error == "server: 500"  # type: ignore[union-attr]
-    assert prog.next_work(state, "AAPL", chunk_months=6, now=NOW) is None
+    assert next_work(state, "AAPL") is None
     assert prog.ticker_state(state.get("AAPL")) == "parked"
     state = prog.retry(state, ["AAPL", "NOPE"], now=NOW)
     record = state.get("AAPL")
@@ -152,12 +157,12 @@ def test_not_found_parks_at_once_and_global_failures_never_park() -> None:
 def test_reset_forgets_the_ticker() -> None:
     state = prog.reset(planned(), ["AAPL"])
     assert state.get("AAPL") is None
-    assert prog.next_work(state, "AAPL", chunk_months=6, now=NOW) == prog.Work("AAPL", "metadata")
+    assert next_work(state, "AAPL") == prog.Work("AAPL", "chunk", START, date(2000, 6, 30), 1)
 
 
 def test_release_only_drops_own_lease() -> None:
     state = planned()
-    work = prog.next_work(state, "AAPL", chunk_months=6, now=NOW)
+    work = next_work(state, "AAPL")
     assert work is not None
     leased = prog.claim(state, work, owner="a", now=NOW, lease_seconds=60)
     assert prog.release(leased, "AAPL", owner="b", now=NOW).get("AAPL").lease is not None  # type: ignore[union-attr]
@@ -186,7 +191,7 @@ def test_summary_lists_universe_and_states() -> None:
 
 def test_json_contract_round_trip() -> None:
     state = planned()
-    work = prog.next_work(state, "AAPL", chunk_months=6, now=NOW)
+    work = next_work(state, "AAPL")
     assert work is not None
     state = prog.claim(state, work, owner="run-1", now=NOW, lease_seconds=60)
     body = prog.to_json(state)
@@ -215,7 +220,7 @@ def test_any_outcome_sequence_keeps_invariants(steps: list[str]) -> None:
     """Whatever happens, next_start stays inside [start, end] and done means nothing is left."""
     state = planned(first=date(2022, 1, 3))
     for step in steps:
-        work = prog.next_work(state, "AAPL", chunk_months=6, now=NOW)
+        work = next_work(state, "AAPL")
         if step == "ok" and work is not None and work.kind == "chunk":
             assert work.start is not None
             assert work.end is not None
@@ -265,6 +270,11 @@ def test_any_outcome_sequence_keeps_invariants(steps: list[str]) -> None:
         (None, RunEvent()),
         ({"tickers": ["aapl", "brk.b"]}, RunEvent(("AAPL", "BRK-B"))),
         ({"action": "status"}, ActionEvent("status")),
+        (
+            {"action": "status", "state": "parked", "limit": 5, "page": "3f:MSFT"},
+            ActionEvent("status", (), "parked", 5, ("3f", "MSFT")),
+        ),
+        ({"action": "status", "tickers": ["msft"]}, ActionEvent("status", ("MSFT",))),
         ({"action": "retry", "tickers": ["MSFT"]}, ActionEvent("retry", ("MSFT",))),
         ({"action": "reset", "tickers": ["MSFT", "msft"]}, ActionEvent("reset", ("MSFT",))),
         (
@@ -289,13 +299,21 @@ def test_valid_events(event: object, expected: object) -> None:
         ([], "must be a JSON object"),
         ({"action": "explode"}, "unknown action 'explode'"),
         ({"action": 3}, "unknown action"),
-        ({"action": "status", "tickers": ["A"]}, "unknown key.*'tickers'.*status"),
+        ({"action": "status", "ticker": ["A"]}, "unknown key.*'ticker'.*status"),
+        ({"action": "status", "state": "lost"}, "unknown state 'lost'"),
+        ({"action": "status", "limit": 0}, "'limit' must be an integer from 1 to 1000"),
+        ({"action": "status", "limit": True}, "'limit' must be"),
+        ({"action": "status", "page": "AAPL"}, "'page' must be the 'next'"),
+        ({"action": "status", "page": "3f:AAPL", "tickers": ["A"]}, "cannot be combined"),
+        ({"action": "status", "tickers": ["A"] * 1001}, "at most 1,000"),
         ({"action": "retry"}, "needs 'tickers'"),
         ({"action": "reset", "tickers": []}, "non-empty list"),
         ({"action": "retry", "tickers": "AAPL"}, "non-empty list"),
         ({"tickers": ["AAPL"], "start_date": "2020-01-01"}, "unknown key.*'start_date'"),
         ({"tickers": ["AA PL"]}, "invalid ticker"),
         ({"tickers": []}, "non-empty list"),
+        ({"tickers": ["A"] * 25_001}, "25,001 entries; at most 25,000"),
+        ({"action": "retry", "tickers": ["A"] * 25_001}, "at most 25,000"),
     ],
 )
 def test_invalid_events_name_the_problem(event: object, message: str) -> None:
@@ -322,7 +340,7 @@ def test_a_delisted_tickers_plan_ends_at_its_last_price() -> None:
 
 def test_an_empty_chunk_is_redone_then_accepted_as_a_gap_without_parking() -> None:
     state = planned()
-    work = prog.next_work(state, "AAPL", chunk_months=6, now=NOW)
+    work = next_work(state, "AAPL")
     assert work is not None
     start, end = work.start, work.end
     for attempt in (1, 2):

@@ -1,5 +1,6 @@
-"""Strict decoding of backfill/progress.json: a bad file is one clear error naming the file and the field,
-and no run, status, retry or reset ever writes over it (pure decoding here; over moto at the end)."""
+"""Strict decoding of records and of the backfill/progress.json of earlier versions (version 1): a bad file
+is one clear error naming the file and the field, and no run, status, retry or reset ever writes over it
+(pure decoding here; over moto at the end: the migration never starts from a file it cannot read)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from backfill_fakes import TODAY, World
 
 from stockpipe.backfill import progress as prog
-from stockpipe.backfill.progress_store import PROGRESS_KEY
+from stockpipe.backfill.progress_store import PROGRESS_KEY, ProgressStore
 from stockpipe.errors import FailureKind, StoreError
 from stockpipe.universe import save_universe
 
@@ -181,10 +182,12 @@ def test_fixing_the_file_resumes_the_backfill(world: World) -> None:
     world.store.put(
         PROGRESS_KEY, body({**broken, "done": False}), expected_version=world.store.get(PROGRESS_KEY).version
     )  # type: ignore[union-attr]
+    fixed = world.store.get(PROGRESS_KEY)
     summary = world.orchestrator().run(["AAPL"])
     assert summary["stopped"] == "complete"
     assert world.scraper.calls == [("AAPL", date(2024, 1, 2), TODAY)]  # resumed where the file said
-    assert prog.from_json(world.store.get(PROGRESS_KEY).body).get("AAPL").done  # type: ignore[union-attr]
+    assert ProgressStore(world.store).get("AAPL").done  # type: ignore[union-attr]
+    assert world.store.get(PROGRESS_KEY) == fixed  # migrated, never written
 
 
 def test_a_naive_timestamp_is_never_written() -> None:

@@ -22,12 +22,24 @@ def test_to_env_and_from_env_round_trip() -> None:
         lease_seconds=30,
         stop_margin_seconds=5,
         requests_per_hour=0,
+        max_chunks_per_request=4,
     )
     env = settings.to_env()
     assert set(env) == set(ENV_NAMES.values())
     assert env["BACKFILL_START_DATE"] == "2010-01-04"
     assert BackfillSettings.from_env(env, today=TODAY) == settings
     assert BackfillSettings.from_env({}, today=TODAY) == BackfillSettings()
+    assert env["BACKFILL_MAX_CHUNKS_PER_REQUEST"] == "4"
+
+
+def test_to_env_writes_only_the_fields_asked_for_in_their_order() -> None:
+    """What the Pulumi component sets (the stack's fields); the others keep the handler's defaults."""
+    settings = BackfillSettings(start_date=date(2005, 3, 1), concurrency=4)
+    env = settings.to_env(["start_date", "concurrency"])
+    assert list(env.items()) == [("BACKFILL_START_DATE", "2005-03-01"), ("BACKFILL_CONCURRENCY", "4")]
+    assert BackfillSettings.from_env(env, today=TODAY) == settings
+    with pytest.raises(KeyError):
+        settings.to_env(["no_such_field"])
 
 
 @pytest.mark.parametrize(
@@ -42,6 +54,7 @@ def test_to_env_and_from_env_round_trip() -> None:
         ({"BACKFILL_CHUNK_MONTHS": "-1"}, "BACKFILL_CHUNK_MONTHS must be >= 0"),
         ({"BACKFILL_REQUEST_BUDGET": "lots"}, "BACKFILL_REQUEST_BUDGET must be an integer"),
         ({"TIINGO_REQUESTS_PER_HOUR": "-5"}, "TIINGO_REQUESTS_PER_HOUR must be >= 0"),
+        ({"BACKFILL_MAX_CHUNKS_PER_REQUEST": "-1"}, "BACKFILL_MAX_CHUNKS_PER_REQUEST must be >= 0"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:

@@ -34,28 +34,37 @@ def leases(store: ObjectStore) -> dict[str, str]:
 
 
 def test_no_network_for_metadata_stops_the_run_and_parks_nothing(world: World) -> None:
+    known = dict(world.scraper.known)
+    world.scraper.known.update({t: date(2030, 1, 1) for t in TICKERS})  # []: the metadata must decide
     world.metadata.error = FailureKind.NETWORK
-    for _ in range(8):  # more runs than max_attempts
-        summary = world.orchestrator(concurrency=2, max_attempts=3).run(TICKERS)
+    for run in range(8):  # more runs than max_attempts
+        summary = world.orchestrator(concurrency=1, max_attempts=3).run(TICKERS)
         assert summary["stopped"] == "network"
-        assert summary["requests"] == 0
+        assert summary["requests"] == (1 if run == 0 else 0)  # AAPL's first answer, then nothing
         assert summary["parked"] == []
-        assert len(summary["errors"]) <= 2  # the steps already in flight; nothing started after
-        assert all(error.startswith("network: ") for error in summary["errors"].values())
-    state = ProgressStore(world.store).load()
-    for record in state.tickers.values():
-        assert (record.attempts, record.parked, record.lease, record.requests) == (0, False, None, 0)
-        assert record.last_error is not None
-        assert record.last_error.startswith("network: ")
+        assert list(summary["errors"]) == ["AAPL"]  # nothing started after the lookup failed
+        assert summary["errors"]["AAPL"].startswith("network: ")
+    record = ProgressStore(world.store).get("AAPL")
+    assert record is not None
+    assert (record.attempts, record.parked, record.lease, record.requests, record.metadata) == (
+        0,
+        False,
+        None,
+        1,
+        "due",
+    )
+    assert record.last_error is not None
+    assert record.last_error.startswith("network: ")
     world.metadata.error = None
+    world.scraper.known = known
     assert world.orchestrator().run(TICKERS)["stopped"] == "complete"
 
 
 def test_no_network_for_a_chunk_stops_the_run_without_an_attempt(world: World) -> None:
-    world.orchestrator(request_budget=3, requests_per_step=1).run(TICKERS)  # plan all three
+    world.orchestrator(request_budget=3, requests_per_step=1, max_chunks_per_request=1).run(TICKERS)
     world.scraper.fail["AAPL"] = FailureKind.NETWORK
     spent = world.requests
-    summary = world.orchestrator(concurrency=1, max_attempts=1).run(TICKERS)
+    summary = world.orchestrator(concurrency=1, max_attempts=1, max_chunks_per_request=1).run(TICKERS)
     assert summary["stopped"] == "network"
     assert summary["requests"] == 0
     assert world.requests == spent
@@ -69,14 +78,16 @@ def test_a_closed_port_as_the_api_is_a_network_stop(world: World) -> None:
     from stockpipe.backfill.steps import TiingoMetadataSource
     from stockpipe.tiingo import TiingoClient
 
+    world.scraper.known["AAPL"] = date(2030, 1, 1)  # [] for its range: the metadata lookup decides
     with socket_closed_port() as url:
         client = TiingoClient("tok-closed-port-0001", base_url=url, sleep=lambda _: None, timeout=2.0)
         orchestrator = world.orchestrator(max_attempts=1)
         orchestrator.metadata = TiingoMetadataSource(lambda: client)
         summary = orchestrator.run(["AAPL"])
     assert summary["stopped"] == "network"
-    assert summary["requests"] == 0
+    assert summary["requests"] == 1  # the range's answer; the lookup never reached Tiingo
     assert summary["parked"] == []
+    assert summary["errors"]["AAPL"].startswith("network: ")
 
 
 class socket_closed_port:
@@ -105,7 +116,7 @@ class Crash(Exception):
 def test_a_failing_or_interrupted_run_gives_its_leases_back(world: World, error: type[BaseException]) -> None:
     """Crash: the listener (the local display) fails after the first step; KeyboardInterrupt and
     SystemExit: raised inside a step, as a signal handler would."""
-    orchestrator = world.orchestrator(concurrency=2)
+    orchestrator = world.orchestrator(concurrency=2, max_chunks_per_request=1)
     world.scraper.delay = 0.05  # a second step is in flight when the first one ends
     if error is Crash:
 
@@ -118,10 +129,9 @@ def test_a_failing_or_interrupted_run_gives_its_leases_back(world: World, error:
         def die(ticker: str, start: date, end: date) -> None:
             raise error("stop")
 
+        # a first chunk each: the next steps are chunks of planned tickers
+        world.orchestrator(request_budget=3, requests_per_step=1, max_chunks_per_request=1).run(TICKERS)
         world.scraper.after_write = die
-        world.orchestrator(request_budget=3, requests_per_step=1).run(
-            TICKERS
-        )  # plan: the next steps are chunks
     with pytest.raises(error):
         orchestrator.run(TICKERS)
     assert leases(world.store) == {}  # the next run needs no wait ...
@@ -179,22 +189,23 @@ def test_owner_process_gone() -> None:
 
 def test_a_local_run_drops_leases_of_dead_runs_at_once(world: World) -> None:
     """A killed local run (kill -9: no chance to give leases back) blocks nothing when owner_gone is set."""
-    world.orchestrator(request_budget=3, requests_per_step=1).run(TICKERS)  # plan all three
+    one = {"max_chunks_per_request": 1}
+    world.orchestrator(request_budget=3, requests_per_step=1, **one).run(TICKERS)  # a first chunk each
     dead = f"{this_host()}-{dead_pid()}-deadbeef"
     now = world.clock()
     store = ProgressStore(world.store)
-    for ticker in ("AAPL", "META"):
-        work = prog.next_work(store.load(), ticker, chunk_months=6, now=now)
-        assert work is not None
-        store.update(lambda p, w=work: prog.claim(p, w, owner=dead, now=now, lease_seconds=900))
+    planning = prog.Planning(
+        chunk_months=6, backfill_start=date(2020, 1, 1), plan_day=now.date(), max_chunks=1
+    )
     elsewhere = f"elsewhere-{os.getpid()}-0badf00d"  # another host's run: kept
-    work = prog.next_work(store.load(), "NEWCO", chunk_months=6, now=now)
-    assert work is not None
-    store.update(lambda p: prog.claim(p, work, owner=elsewhere, now=now, lease_seconds=900))
+    for ticker, owner in (("AAPL", dead), ("META", dead), ("NEWCO", elsewhere)):
+        work = prog.next_work(store.load([ticker]), ticker, planning=planning, now=now)
+        assert work is not None
+        store.update(ticker, lambda p, w=work, o=owner: prog.claim(p, w, owner=o, now=now, lease_seconds=900))
 
-    lambda_like: dict[str, Any] = world.orchestrator().run(TICKERS)  # in AWS: only expiry frees a lease
+    lambda_like: dict[str, Any] = world.orchestrator(**one).run(TICKERS)  # in AWS: only expiry frees it
     assert lambda_like["leased_elsewhere"] == TICKERS
-    local = world.orchestrator()
+    local = world.orchestrator(**one)
     local.owner_gone = owner_process_gone
     summary = local.run(TICKERS)
     assert summary["done"] == ["AAPL", "META"]

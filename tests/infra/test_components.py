@@ -272,9 +272,14 @@ def test_orchestrator_role_may_invoke_only_the_scraper(lambdas):
     scraper_arn = child(lambdas, SCRAPER, "aws:lambda/function:Function").outputs["arn"]
     granted = grants(policy)
     assert granted["lambda:InvokeFunction"] == {scraper_arn}
-    progress = f"{BUCKET_ARN}/backfill/progress.json"
-    assert granted["s3:GetObject"] == {progress, f"{BUCKET_ARN}/config/universe.json"}
-    assert granted["s3:PutObject"] == {progress}
+    progress = {
+        f"{BUCKET_ARN}/backfill/index.json",
+        f"{BUCKET_ARN}/backfill/shards/*",
+        f"{BUCKET_ARN}/backfill/tickers/*",
+        f"{BUCKET_ARN}/backfill/progress.json",  # read once, to migrate it
+    }
+    assert granted["s3:GetObject"] == {*progress, f"{BUCKET_ARN}/config/universe.json"}
+    assert granted["s3:PutObject"] == progress
     assert granted["secretsmanager:GetSecretValue"] == {SECRET_ARN}
     assert not any(
         action.startswith("s3:") and f"{BUCKET_ARN}/prices" in str(r) for action, r in granted.items()

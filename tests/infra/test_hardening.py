@@ -144,7 +144,14 @@ def test_an_adopted_buckets_lifecycle_touches_only_the_pipelines_prefixes():
     def expires(key: str) -> bool:
         return any(key.startswith(prefix) for prefix in prefixes)
 
-    for key in (layout.price_key("AAPL", 2024), layout.UNIVERSE_KEY, layout.PROGRESS_KEY):
+    for key in (
+        layout.price_key("AAPL", 2024),
+        layout.UNIVERSE_KEY,
+        layout.PROGRESS_KEY,
+        layout.BACKFILL_INDEX_KEY,
+        layout.shard_key("3f"),
+        layout.ticker_progress_key("AAPL"),
+    ):
         assert expires(key), key  # every object the pipeline writes is covered
     for key in ("reports/2024.csv", "pricesheet.xlsx", "athena-results/q.csv", ""):
         assert not expires(key), key  # nothing else is
@@ -159,4 +166,9 @@ def test_the_orchestrator_may_write_exactly_its_progress(dev_run):
     statements = json.loads(policy.plain["policy"])["Statement"]
     writes = {r for s in statements if "s3:PutObject" in s["Action"] for r in s["Resource"]}
     assert {w.split(":::", 1)[1].split("/", 1)[1] for w in writes} == set(policies.ORCHESTRATOR_OBJECTS)
-    assert policies.ORCHESTRATOR_OBJECTS == (layout.PROGRESS_KEY,)
+    assert policies.ORCHESTRATOR_OBJECTS == (
+        layout.BACKFILL_INDEX_KEY,
+        layout.BACKFILL_SHARDS_PREFIX + "*",
+        layout.BACKFILL_TICKERS_PREFIX + "*",
+        layout.PROGRESS_KEY,
+    )

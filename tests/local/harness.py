@@ -56,8 +56,13 @@ def start(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subp
 
 
 def progress_json(data_dir: Path) -> dict:
-    path = data_dir / "backfill" / "progress.json"
-    return json.loads(path.read_text()) if path.exists() else {"tickers": {}}
+    """``{"tickers": {T: record}}`` from the per-ticker progress objects (backfill/tickers/<T>.json)."""
+    tickers = {}
+    for path in sorted((data_dir / "backfill" / "tickers").glob("*.json")):
+        record = json.loads(path.read_text())["progress"]
+        if record is not None:  # null: reset
+            tickers[path.stem] = record
+    return {"tickers": tickers}
 
 
 def wait_for(condition: Callable[[], bool], *, timeout: float, what: str) -> None:

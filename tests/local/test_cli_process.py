@@ -21,7 +21,9 @@ from tests.conftest import TEST_TOKEN
 from tests.local.harness import chunks_done, clean_env, leases, progress_json, start, wait_for
 
 pytestmark = pytest.mark.slow
-MANY = ["--tickers", "AAPL,MSFT,SPY", "--start-date", "2001-01-01", "--chunk-months", "1"]  # ~900 chunks
+# Enough work to interrupt: one request per ticker (issue 14), so many (generated) tickers
+MANY_TICKERS = ",".join(f"SIM{i}" for i in range(40))
+MANY = ["--tickers", MANY_TICKERS, "--start-date", "2001-01-01", "--chunk-months", "1"]
 
 
 def closed_port() -> int:
@@ -41,7 +43,7 @@ def test_an_interrupted_run_gives_its_leases_back_and_the_rerun_starts_at_once(t
     _, err = first.communicate(timeout=30)
     assert first.returncode == 3, err
     assert "Interrupted; progress is saved. To resume, run:" in err
-    assert "stockpipe run --data-dir data --tickers AAPL,MSFT,SPY --start-date 2001-01-01" in err
+    assert f"stockpipe run --data-dir data --tickers {MANY_TICKERS} --start-date 2001-01-01" in err
     assert "Traceback" not in err
     assert leases(data) == {}  # nothing for the rerun to wait for
     rerun = cli(*args, timeout=120)
@@ -88,7 +90,13 @@ def test_a_run_waiting_for_another_runs_lease_proceeds_as_soon_as_it_is_released
     try:
         store.update(lambda p: prog.reset(p, ["AAPL"]))
         store.update(
-            lambda p: prog.claim(p, prog.Work("AAPL", "metadata"), owner=owner, now=now, lease_seconds=600)
+            lambda p: prog.claim(
+                p,
+                prog.Work("AAPL", "chunk", date(2024, 1, 2), date(2024, 1, 31)),
+                owner=owner,
+                now=now,
+                lease_seconds=600,
+            )
         )
         waiting = start(
             tmp_path, "run", "--data-dir", "data", "--tickers", "AAPL", "--start-date", "2024-01-02"
@@ -113,7 +121,13 @@ def test_a_lease_held_past_max_wait_stops_with_exit_3_and_the_time_to_come_back(
     now = datetime.now(UTC)
     store.update(lambda p: prog.reset(p, ["AAPL"]))
     store.update(
-        lambda p: prog.claim(p, prog.Work("AAPL", "metadata"), owner=owner, now=now, lease_seconds=600)
+        lambda p: prog.claim(
+            p,
+            prog.Work("AAPL", "chunk", date(2024, 1, 2), date(2024, 1, 31)),
+            owner=owner,
+            now=now,
+            lease_seconds=600,
+        )
     )
     result = cli(
         "run", "--data-dir", "data", "--tickers", "AAPL", "--start-date", "2024-01-02", "--max-wait", "0"
@@ -158,7 +172,7 @@ def test_exit_codes_0_1_2_3(tmp_path, cli, simulator):
         assert usage.returncode == 2, (argv, usage.stderr)
         assert "Traceback" not in usage.stderr
     (tmp_path / "stack.yaml").write_text(
-        "config:\n  stock-pipeline:tickers: [AAPL]\n  stock-pipeline:tiingoRequestsPerHour: 2\n"
+        "config:\n  stock-pipeline:tickers: [AAPL, MSFT, SPY]\n  stock-pipeline:tiingoRequestsPerHour: 2\n"
         "  stock-pipeline:backfillRequestBudget: 1\n"
     )
     env = clean_env(TIINGO_API_TOKEN=TEST_TOKEN, TIINGO_BASE_URL=simulator.base_url)
@@ -238,7 +252,7 @@ def test_json_output_is_parseable_and_plain_output_has_no_control_codes(tmp_path
 
 def test_expected_failures_are_one_line_without_a_traceback(tmp_path, cli):
     assert cli("run", "--data-dir", "d", "--tickers", "AAPL", "--start-date", "2024-01-02").returncode == 0
-    progress = tmp_path / "d" / "backfill" / "progress.json"
+    progress = tmp_path / "d" / "backfill" / "tickers" / "AAPL.json"
     body = progress.read_text().replace('"done": true', '"done": "true"')
     progress.write_text(body)
     for argv in (["run", "--tickers", "AAPL"], ["status"], ["retry", "AAPL"], ["reset", "AAPL"]):
@@ -247,7 +261,7 @@ def test_expected_failures_are_one_line_without_a_traceback(tmp_path, cli):
         assert "Traceback" not in result.stderr
         errors = [line for line in result.stderr.splitlines() if "error:" in line]
         assert len(errors) == 1
-        assert "progress.json" in errors[0]
+        assert "backfill/tickers/AAPL.json: progress.done" in errors[0]
         assert progress.read_text() == body  # never rewritten
 
 

@@ -68,7 +68,7 @@ def test_progress_at_80_columns_is_one_redrawn_line_with_elapsed_rate_and_eta(tm
         "--data-dir",
         "d",
         "--tickers",
-        "AAPL,MSFT,NOPE",
+        ",".join([*(f"SIM{i}" for i in range(20)), "NOPE"]),  # a request each: steps to redraw
         "--start-date",
         "2012-01-02",
         "--chunk-months",
@@ -80,8 +80,10 @@ def test_progress_at_80_columns_is_one_redrawn_line_with_elapsed_rate_and_eta(tm
     assert len(progress) >= 5
     for line in progress:
         assert len(line) <= 80, line  # never wraps: a redraw stays one line
+    # (the chunk rate reads "-/s" while each request finishes a whole ticker: issue 14's one request each)
     assert any(
-        re.search(r"\d+/\d+ .*\d/3 tickers \d:\d\d:\d\d [\d.]+/s \d:\d\d:\d\d", line) for line in progress
+        re.search(r"\d+/\d+ .*\d+/21 tickers \d:\d\d:\d\d (?:[\d.]+|-)/s \d:\d\d:\d\d", line)
+        for line in progress
     )
     # between two redraws nothing but the line itself (or a message printed above it)
     for part in screen.split(REDRAW)[1:-1]:

@@ -1,9 +1,11 @@
 """The backfill orchestrator's entry points: a run, and the manual ``status`` / ``retry`` / ``reset``.
 
 Everything else lives by concern: ``settings`` (the tunables), ``steps`` (running one step into a
-StepOutcome), ``progress`` (pure transitions, incl. ``apply_outcome``), ``run_loop`` (one bounded run)
-and ``progress_store`` (compare-and-swap in the object store). A progress file that cannot be read is a
-StoreError naming the file and the field, raised before anything is written.
+StepOutcome), ``progress`` / ``outcomes`` (pure transitions), ``run_loop`` (one bounded run),
+``progress_store`` / ``index_store`` (compare-and-swap in the object store), ``migration`` (the index
+brought up to date, the one-file progress of earlier versions converted), ``status`` and ``answers``
+(the answers' shapes). A progress object that cannot be read is a StoreError naming the object and
+the field, raised before anything is written; a ticker's own object blocks only that ticker.
 """
 
 from __future__ import annotations
@@ -11,18 +13,20 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Literal
 
 from stockpipe.backfill import progress as prog
+from stockpipe.backfill.answers import ActionAnswer, RunSummary, StatusAnswer
 from stockpipe.backfill.events import ActionEvent, Event, RunEvent, parse_event
 from stockpipe.backfill.invoker import Invoker
+from stockpipe.backfill.migration import check_size, prepare, stored_universe, universe_version
 from stockpipe.backfill.progress_store import ProgressStore
 from stockpipe.backfill.run_loop import RunLoop
 from stockpipe.backfill.settings import BackfillSettings
+from stockpipe.backfill.status import status_answer
 from stockpipe.backfill.steps import Listener, MetadataSource, StepOutcome, StepRunner, TiingoMetadataSource
 from stockpipe.logs import get_logger
 from stockpipe.objectstore import ObjectStore
-from stockpipe.universe import load_universe
 
 # Re-exported: the names callers imported from here before the split.
 __all__ = [
@@ -69,50 +73,58 @@ class Orchestrator:
         self.function_name = function_name or os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")
         self.owner_gone = owner_gone
 
-    def handle(self, event: Any, *, remaining_ms: Callable[[], int] | None = None) -> dict[str, Any]:
+    def handle(
+        self, event: Any, *, remaining_ms: Callable[[], int] | None = None
+    ) -> RunSummary | StatusAnswer | ActionAnswer:
         """Dispatch a raw or parsed event; ValueError (nothing changed) for a malformed one."""
         parsed: Event = event if isinstance(event, RunEvent | ActionEvent) else parse_event(event)
         if isinstance(parsed, RunEvent):
             return self.run(parsed.tickers, remaining_ms=remaining_ms)
         if parsed.action == "status":
-            return self.status()
+            return self.status(parsed)
         if parsed.action == "retry":
             return self.retry(parsed.tickers)
         return self.reset(parsed.tickers)
 
-    def status(self) -> dict[str, Any]:
-        """Per ticker: done / in_progress / parked / pending and chunks left (costs no request).
+    def status(self, event: ActionEvent | None = None) -> StatusAnswer:
+        """Counts per state and chunks left (exact), details one page at a time (costs no request).
 
-        Shown as the next run will see it: a start date moved earlier already counts (nothing is written).
+        Shown as the next run will see it: a start date moved earlier already counts. Brings the index
+        up to date first when the universe or the settings changed (never a ticker's progress).
         """
-        try:
-            universe = load_universe(self.store)
-        except ValueError:
-            universe = []
-        progress = prog.extend_history(
-            self.progress.load(), universe, backfill_start=self.settings.start_date, now=self.clock()
-        )
-        summary = prog.summarize(progress, universe, chunk_months=self.settings.chunk_months)
-        return {"action": "status", **summary}
+        root = prepare(self.progress, self.settings, self.clock(), strict=False)
+        return status_answer(self.progress, root, event or ActionEvent("status"), self.settings, self.clock())
 
-    def retry(self, tickers: Iterable[str]) -> dict[str, Any]:
-        """Un-park tickers (attempts from zero); the next run picks them up."""
-        names = list(tickers)
-        before = self.progress.load()
-        now = self.clock()
-        self.progress.update(lambda p: prog.retry(p, names, now=now))
-        unknown = [t for t in names if before.get(t) is None]
-        log.info("backfill retry", extra={"tickers": names, "unknown": unknown})
-        return {"action": "retry", "tickers": [t for t in names if t not in unknown], "unknown": unknown}
+    def retry(self, tickers: Iterable[str]) -> ActionAnswer:
+        """Un-park tickers (attempts from zero); the next run picks them up. Idempotent: re-send on error."""
+        return self._each("retry", tickers, lambda p, names, now: prog.retry(p, names, now=now))
 
-    def reset(self, tickers: Iterable[str]) -> dict[str, Any]:
-        """Forget the tickers' progress: the next run reads metadata again and starts over."""
+    def reset(self, tickers: Iterable[str]) -> ActionAnswer:
+        """Forget the tickers' progress: the next run plans them again and starts over."""
+        return self._each("reset", tickers, lambda p, names, now: prog.reset(p, names))
+
+    def _each(
+        self,
+        action: Literal["retry", "reset"],
+        tickers: Iterable[str],
+        change: Callable[[prog.Progress, list[str], datetime], prog.Progress],
+    ) -> ActionAnswer:
         names = list(tickers)
-        before = self.progress.load()
-        self.progress.update(lambda p: prog.reset(p, names))
-        unknown = [t for t in names if before.get(t) is None]
-        log.info("backfill reset", extra={"tickers": names, "unknown": unknown})
-        return {"action": "reset", "tickers": [t for t in names if t not in unknown], "unknown": unknown}
+        check_size(names, f"'{action}'")
+        prepare(self.progress, self.settings, self.clock(), strict=False)
+        cm = self.settings.chunk_months
+        unknown = []
+        for name in names:  # an unreadable object stops here (StoreError naming it), nothing written
+            record, rev = self.progress.read(name)
+            if record is None:
+                unknown.append(name)
+                continue
+            record, rev = self.progress.update(
+                name, lambda p, t=name: change(p, [t], self.clock()), chunk_months=cm
+            )
+            self.progress.index.record(name, record, rev, cm)  # also when nothing changed: re-sending repairs
+        log.info(f"backfill {action}", extra={"tickers": names, "unknown": unknown})
+        return ActionAnswer(action=action, tickers=[t for t in names if t not in unknown], unknown=unknown)
 
     def run(
         self,
@@ -120,19 +132,32 @@ class Orchestrator:
         *,
         remaining_ms: Callable[[], int] | None = None,
         budget: int | None = None,
-    ) -> dict[str, Any]:
+    ) -> RunSummary:
         """One bounded run; returns what it did and what is left (the rest is for the next run).
 
-        ValueError, before anything is read or written, for a start date after today.
+        ValueError, before anything is read or written, for a start date after today or more than
+        MAX_TICKERS tickers.
         """
         self.settings.check_start_date(self.today())
+        names = list(dict.fromkeys(tickers)) if tickers else None
+        if names is not None:
+            check_size(names, "the event's 'tickers'")
+        if names is None and universe_version(self.progress) is None:
+            stored_universe(self.progress)  # no universe: the ValueError that names where it belongs
+        root = prepare(self.progress, self.settings, self.clock(), strict=names is None)
+        candidates = (
+            iter(names)
+            if names is not None
+            else self.progress.index.candidates(root, self.settings.chunk_months)
+        )
         loop = RunLoop(
             progress=self.progress,
             execute=StepRunner(
                 self.invoker, self.metadata, requests_per_step=self.settings.requests_per_step
             ),
             settings=self.settings,
-            universe=list(tickers) if tickers else load_universe(self.store),
+            tickers=names,
+            candidates=candidates,
             clock=self.clock,
             today=self.today,
             budget=budget,

@@ -4,6 +4,10 @@ Chunks are contiguous and inclusive, so a backfill resumed from any ``next_start
 ``[start, end]`` exactly once, whatever happened to earlier runs. A history extended to an earlier
 start is walked backwards from the first fetched day (``previous_chunk``), so what is fetched always
 stays one contiguous range.
+
+The chunk is the unit of planning, progress and retry, not of requests: one scraper request covers a
+*run* of consecutive pending chunks (``forward_run`` / ``backward_run``, at most ``limit`` of them;
+0: all), because Tiingo answers a whole date range for the price of one request.
 """
 
 from __future__ import annotations
@@ -48,6 +52,31 @@ def previous_chunk(start: date, before: date, chunk_months: int) -> tuple[date, 
     """
     last = deque(iter_chunks(start, before - ONE_DAY, chunk_months), maxlen=1)
     return last[0] if last else None
+
+
+def forward_run(
+    next_start: date | None, end: date, chunk_months: int, limit: int = 0
+) -> tuple[date, date, int] | None:
+    """The first ``limit`` chunks (0: all) from ``next_start`` as one range: ``(start, end, chunks)``."""
+    last, count = None, 0
+    for _, chunk_last in iter_chunks(next_start, end, chunk_months) if next_start else ():
+        last, count = chunk_last, count + 1
+        if count == limit:
+            break
+    if next_start is None or last is None:
+        return None
+    return next_start, last, count
+
+
+def backward_run(
+    start: date, before: date, chunk_months: int, limit: int = 0
+) -> tuple[date, date, int] | None:
+    """The last ``limit`` chunks (0: all) of ``[start, before)`` on the grid from ``start``, as one range."""
+    chunks = list(iter_chunks(start, before - ONE_DAY, chunk_months))
+    taken = chunks[-limit:] if limit else chunks
+    if not taken:
+        return None
+    return taken[0][0], taken[-1][1], len(taken)
 
 
 def count_chunks_before(start: date, before: date, chunk_months: int) -> int:

@@ -1,10 +1,15 @@
-"""One bounded backfill run: claim steps, run them in a thread pool, record their outcomes, summarise.
+"""One bounded backfill run: pick work, claim it, run steps in a thread pool, record their outcomes.
 
 Limits, all per run: a request budget (counted in real Tiingo requests: metadata lookups plus what the
 scraper reports, retries included), a bounded number of concurrent steps, and a deadline (stop
-launching before the Lambda timeout). Every step is claimed in progress (a lease, via CAS) before it
-starts, so overlapping runs never do the same chunk at the same time; a crashed run's lease expires,
-and a run that fails or is interrupted gives its leases back before it ends.
+launching before the Lambda timeout). Every step is claimed (a lease in the ticker's object, via CAS)
+before it starts, so overlapping runs never do the same range at the same time; a crashed run's lease
+expires, and a run that fails or is interrupted gives its leases back before it ends.
+
+Where work comes from: the tickers an event names, or the index's open tickers (``index_store``), read
+shard by shard as needed. A ticker whose step succeeded is looked at again first (it may have more to
+do), so tickers are finished one after another. Each step reads and writes the ticker's object and,
+after it, its index entry: a few KB whatever the universe's size.
 
 The budget: a step may start when the budget left covers its worst case (``requests_per_step``) on
 top of the worst case of the steps still in flight. When it does not, the run waits for an in-flight
@@ -20,20 +25,21 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Any
 
 from stockpipe.backfill import progress as prog
+from stockpipe.backfill.answers import RunSummary
 from stockpipe.backfill.owners import new_owner
 from stockpipe.backfill.progress_store import ProgressStore
+from stockpipe.backfill.run_summary import RunCounts, summarize_run
 from stockpipe.backfill.settings import BackfillSettings
 from stockpipe.backfill.steps import Listener, StepOutcome
-from stockpipe.errors import clean_message
-from stockpipe.layout import FUNCTION_DIMENSION, BackfillMetric
-from stockpipe.logs import emf_fields, get_logger
+from stockpipe.errors import FailureKind, StoreError, clean_message
+from stockpipe.logs import get_logger
 
 log = get_logger("backfill")
 
@@ -56,7 +62,8 @@ class RunLoop:
         progress: ProgressStore,
         execute: Callable[[prog.Work], StepOutcome],
         settings: BackfillSettings,
-        universe: list[str],
+        tickers: list[str] | None,
+        candidates: Iterator[str],
         clock: Callable[[], datetime],
         today: Callable[[], date],
         budget: int | None = None,
@@ -65,10 +72,12 @@ class RunLoop:
         owner_gone: Callable[[str], bool] | None = None,
         function_name: str = "local",
     ) -> None:
+        """``tickers``: the event's tickers (None: the stored universe); ``candidates``: where to look."""
         self.progress = progress
         self.execute = execute
         self.settings = settings
-        self.universe = universe
+        self.tickers = tickers
+        self.candidates = candidates
         self.clock = clock
         self.today = today
         self.remaining_ms = remaining_ms
@@ -81,22 +90,22 @@ class RunLoop:
         self.owner = new_owner()
         self.spent = 0
         self.skip: set[str] = set()
+        self.again: deque[str] = deque()  # tickers whose step succeeded: looked at first
+        self.records: dict[str, prog.TickerProgress | None] = {}  # what this run read or wrote
+        self.claimed: set[str] = set()
         self.leased_elsewhere: set[str] = set()
         self.in_flight: dict[Future[StepOutcome], prog.Work] = {}
         self.stopped: str | None = None  # a Stopped or a stopping FailureKind
-        self.counts = {"chunks_done": 0, "chunks_failed": 0, "metadata_lookups": 0, "rows_written": 0}
+        self.counts = RunCounts()
         self.errors: dict[str, str] = {}
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> RunSummary:
         started = time.monotonic()
-        snapshot = self.progress.load()
-        if self._prepare(snapshot) != snapshot:  # written only when something changes
-            snapshot = self.progress.update(self._prepare)
         pool = ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="backfill")
         abandoned = False
         try:
             while True:
-                snapshot = self._launch(snapshot, pool)
+                self._launch(pool)
                 if not self.in_flight:
                     break
                 done, _ = wait(
@@ -108,119 +117,157 @@ class RunLoop:
                     break
                 for future in done:
                     outcome = future.result()  # a crash (BaseException) keeps the step in in_flight
-                    snapshot = self._finish(self.in_flight.pop(future), outcome)
+                    self._finish(self.in_flight.pop(future), outcome)
         except BaseException:  # a crash, Ctrl-C, SystemExit: give the leases back first
             self._release_all()
             raise
         finally:
             pool.shutdown(wait=not abandoned, cancel_futures=True)
-        return self._summary(snapshot, time.monotonic() - started)
+        return summarize_run(self, time.monotonic() - started)
 
-    def _prepare(self, progress: prog.Progress) -> prog.Progress:
-        """Before the first step: plan a start date moved earlier; drop leases of runs known to be gone."""
-        now = self.clock()
-        progress = prog.extend_history(
-            progress, self.universe, backfill_start=self.settings.start_date, now=now
+    def planning(self) -> prog.Planning:
+        settings = self.settings
+        return prog.Planning(
+            chunk_months=settings.chunk_months,
+            backfill_start=settings.start_date,
+            plan_day=self.today(),
+            max_chunks=settings.max_chunks_per_request,
         )
+
+    def view(self, ticker: str, progress: prog.Progress) -> prog.Progress:
+        """The ticker as the run acts on it: an earlier start date planned, a dead run's lease dropped."""
+        now = self.clock()
+        progress = prog.extend_history(progress, [ticker], backfill_start=self.settings.start_date, now=now)
         if self.owner_gone is not None:
-            progress = prog.release_abandoned(progress, self.universe, is_gone=self.owner_gone, now=now)
+            progress = prog.release_abandoned(progress, [ticker], is_gone=self.owner_gone, now=now)
         return progress
 
-    def _launch(self, snapshot: prog.Progress, pool: ThreadPoolExecutor) -> prog.Progress:
+    def _launch(self, pool: ThreadPoolExecutor) -> None:
         while self.stopped is None and len(self.in_flight) < self.settings.concurrency:
             if self._deadline_near():
                 self.stopped = Stopped.DEADLINE
                 break
-            work = self._pick(snapshot)
+            work = self._pick()
             if work is None:
                 break
             if self.spent + self.reserve * (len(self.in_flight) + 1) > self.budget:
+                self.again.appendleft(work.ticker)  # for after an in-flight step (or the next run)
                 if not self.in_flight:  # not even one step's worst case is left
                     self.stopped = Stopped.BUDGET
                 break  # else: wait for an in-flight step, then look again
             now = self.clock()
             try:
-                snapshot = self.progress.update(
+                record, _ = self.progress.update(
+                    work.ticker,
                     lambda p, w=work, n=now: prog.claim(
-                        p, w, owner=self.owner, now=n, lease_seconds=self.settings.lease_seconds
-                    )
+                        self.view(w.ticker, p),
+                        w,
+                        owner=self.owner,
+                        now=n,
+                        lease_seconds=self.settings.lease_seconds,
+                    ),
+                    chunk_months=self.settings.chunk_months,
+                    only_new=True,  # a first claim creates the ticker's record: the index says so
                 )
+            except StoreError as exc:  # unreadable since it was read: this ticker only
+                self._unreadable(work.ticker, exc)
+                continue
             except prog.ClaimRejected as exc:
                 log.info("step skipped", extra={"ticker": work.ticker, "reason": str(exc)})
                 self.skip.add(work.ticker)
-                snapshot = self.progress.load()
-                if prog.lease_is_live(snapshot.get(work.ticker) or prog.TickerProgress(), now, self.owner):
+                latest = self.progress.get(work.ticker)
+                self.records[work.ticker] = latest
+                if latest is not None and prog.lease_is_live(latest, now, self.owner):
                     self.leased_elsewhere.add(work.ticker)
                 continue
+            self.records[work.ticker] = record
+            self.claimed.add(work.ticker)
             self.in_flight[pool.submit(self.execute, work)] = work
-        return snapshot
 
-    def _pick(self, snapshot: prog.Progress) -> prog.Work | None:
-        """Metadata lookups first (they size the whole plan for 1 request each), then chunks in order."""
+    def _pick(self) -> prog.Work | None:
+        """The next ticker with work, or None."""
         busy = {work.ticker for work in self.in_flight.values()}
-        now = self.clock()
-        candidates = []
-        for ticker in self.universe:
+        while True:
+            ticker = self.again.popleft() if self.again else next(self.candidates, None)
+            if ticker is None:
+                return None
             if ticker in self.skip or ticker in busy:
                 continue
-            work = prog.next_work(
-                snapshot, ticker, chunk_months=self.settings.chunk_months, now=now, owner=self.owner
-            )
-            if work is not None and work.kind == "metadata":
-                return work
+            work = self._work_for(ticker)
             if work is not None:
-                candidates.append(work)
-                continue
-            record = snapshot.get(ticker)
-            if record is not None and prog.lease_is_live(record, now, self.owner):
-                self.leased_elsewhere.add(ticker)
-        return candidates[0] if candidates else None
+                return work
 
-    def _finish(self, work: prog.Work, outcome: StepOutcome) -> prog.Progress:
+    def _work_for(self, ticker: str) -> prog.Work | None:
+        """Read the ticker's object and decide its next step (a stale index entry is corrected)."""
+        now = self.clock()
+        try:
+            record, rev = self.progress.read(ticker)
+        except StoreError as exc:  # blocks this ticker only; the object is left as it is
+            self._unreadable(ticker, exc)
+            return None
+        view = self.view(ticker, prog.Progress.of(ticker, record))
+        self.records[ticker] = view.get(ticker)
+        work = prog.next_work(view, ticker, planning=self.planning(), now=now, owner=self.owner)
+        if work is None:
+            self.skip.add(ticker)
+            current = view.get(ticker)
+            if current is not None and prog.lease_is_live(current, now, self.owner):
+                self.leased_elsewhere.add(ticker)
+            elif self.tickers is None:  # it came from an open index entry: make sure the entry agrees
+                self.progress.index.record(ticker, current, rev, self.settings.chunk_months)
+        return work
+
+    def _finish(self, work: prog.Work, outcome: StepOutcome) -> None:
         self.spent += outcome.requests
-        now, plan_day, settings = self.clock(), self.today(), self.settings
-        snapshot = self.progress.update(
-            lambda p: prog.apply_outcome(
-                p,
-                outcome,
-                owner=self.owner,
-                now=now,
-                max_attempts=settings.max_attempts,
-                backfill_start=settings.start_date,
-                plan_day=plan_day,
+        now, planning, settings = self.clock(), self.planning(), self.settings
+        try:
+            record, _ = self.progress.update(
+                work.ticker,
+                lambda p: prog.apply_outcome(
+                    p,
+                    outcome,
+                    owner=self.owner,
+                    now=now,
+                    max_attempts=settings.max_attempts,
+                    planning=planning,
+                ),
+                chunk_months=settings.chunk_months,
             )
+        except StoreError as exc:  # made unreadable during the step: its data is stored, redone later
+            self._unreadable(work.ticker, exc)
+            return
+        self.records[work.ticker] = record
+        self.counts.add(work, outcome)
+        fields: dict[str, object] = {"ticker": work.ticker, "step": work.kind, "start": work.start}
+        fields.update(
+            end=work.end, chunks=work.chunks, requests=outcome.requests, duration_ms=outcome.duration_ms
         )
-        fields: dict[str, Any] = {
-            "ticker": work.ticker,
-            "step": work.kind,
-            "start": work.start,
-            "end": work.end,
-            "requests": outcome.requests,
-            "duration_ms": outcome.duration_ms,
-        }
         if outcome.ok:
+            self.again.appendleft(work.ticker)  # it may have more to do: finish it first
             if work.kind == "metadata":
-                self.counts["metadata_lookups"] += 1
-                fields["first_date"] = outcome.first_date
+                fields.update(first_date=outcome.first_date, last_date=outcome.last_date)
             else:
-                self.counts["chunks_done"] += 1
-                self.counts["rows_written"] += outcome.rows
-                fields["rows"] = outcome.rows
+                fields.update(rows=outcome.rows, first_date=outcome.first_date)
             log.info("backfill step done", extra=fields)
         else:
-            self.counts["chunks_failed" if work.kind == "chunk" else "metadata_lookups"] += 1
             self.errors[work.ticker] = clean_message(f"{outcome.error_kind}: {outcome.message}")
-            self.skip.add(work.ticker)  # retried by a later run, up to max_attempts
+            if outcome.error_kind == FailureKind.EMPTY and record is not None and record.metadata == "due":
+                self.again.appendleft(work.ticker)  # the metadata lookup that decides comes next
+            else:
+                self.skip.add(work.ticker)  # retried by a later run, up to max_attempts
             if outcome.stops_run and self.stopped is None:
                 self.stopped = str(outcome.error_kind)
-            record = snapshot.get(work.ticker)
             fields.update(
                 error=outcome.error_kind, detail=outcome.message, parked=bool(record and record.parked)
             )
             log.warning("backfill step failed", extra=fields)
         if self.listener is not None:
-            self.listener(outcome, snapshot)
-        return snapshot
+            self.listener(outcome, prog.Progress({t: r for t, r in self.records.items() if r is not None}))
+
+    def _unreadable(self, ticker: str, error: StoreError) -> None:
+        self.errors[ticker] = clean_message(f"{FailureKind.STORE}: {error}", 500)
+        self.skip.add(ticker)
+        log.error("backfill progress unreadable", extra={"ticker": ticker, "detail": str(error)})
 
     def _deadline_near(self) -> bool:
         return (
@@ -236,63 +283,12 @@ class RunLoop:
     def _release_all(self) -> None:
         """Best effort on a crash or Ctrl-C: give back our leases so the next run needs no wait.
 
-        Every ticker of the run, not only those in flight: an interrupt can land between a claim's
-        write and the step's start. ``release`` drops only this run's own leases.
+        Every ticker this run claimed, not only those in flight: an interrupt can land between a
+        claim's write and the step's start. ``release`` drops only this run's own leases.
         """
-        tickers = {*self.universe, *(work.ticker for work in self.in_flight.values())}
         now = self.clock()
-        with contextlib.suppress(Exception):  # the leases expire anyway
-            self.progress.update(lambda p: _release_many(p, tickers, self.owner, now))
-
-    def _summary(self, snapshot: prog.Progress, seconds: float) -> dict[str, Any]:
-        status = prog.summarize(snapshot, self.universe, chunk_months=self.settings.chunk_months)
-        universe_states = {t: status["tickers"][t]["state"] for t in self.universe}
-        unfinished = [t for t, s in universe_states.items() if s not in ("done", "parked")]
-        stopped = str(self.stopped or (Stopped.COMPLETE if not unfinished else Stopped.NO_WORK))
-        chunks_left = sum(
-            status["tickers"][t]["chunks_left"] or 0
-            for t in unfinished
-            if status["tickers"][t]["chunks_left"]
-        )
-        summary = {
-            "action": "run",
-            "stopped": stopped,
-            **self.counts,
-            "requests": self.spent,
-            "budget": self.budget,
-            "remaining": {
-                "tickers": len(unfinished),
-                "chunks": chunks_left,
-                "unplanned": sum(1 for t in unfinished if status["tickers"][t]["chunks_left"] is None),
-            },
-            "done": sorted(t for t, s in universe_states.items() if s == "done"),
-            "parked": sorted(t for t, s in universe_states.items() if s == "parked"),
-            "leased_elsewhere": sorted(self.leased_elsewhere & set(unfinished)),
-            "errors": self.errors,
-            "duration_ms": round(seconds * 1000),
-        }
-        metrics = {
-            BackfillMetric.CHUNKS: self.counts["chunks_done"],
-            BackfillMetric.CHUNKS_FAILED: self.counts["chunks_failed"],
-            BackfillMetric.ROWS: self.counts["rows_written"],
-            BackfillMetric.REQUESTS: self.spent,
-            BackfillMetric.CHUNKS_LEFT: chunks_left,
-        }
-        log.info(
-            "backfill run finished",
-            extra={
-                "stopped": stopped,
-                "parked": summary["parked"],
-                "remaining_tickers": len(unfinished),
-                **emf_fields(metrics, dimensions={FUNCTION_DIMENSION: self.function_name}),
-            },
-        )
-        return summary
-
-
-def _release_many(
-    progress: prog.Progress, tickers: Iterable[str], owner: str, now: datetime
-) -> prog.Progress:
-    for ticker in tickers:
-        progress = prog.release(progress, ticker, owner=owner, now=now)
-    return progress
+        for ticker in sorted(self.claimed | {work.ticker for work in self.in_flight.values()}):
+            with contextlib.suppress(Exception):  # the leases expire anyway
+                self.progress.update(
+                    ticker, lambda p, t=ticker: prog.release(p, t, owner=self.owner, now=now)
+                )

@@ -6,7 +6,7 @@ whoever builds the function's environment cannot drift from what the handler rea
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -23,7 +23,11 @@ ENV_NAMES: dict[str, str] = {
     "lease_seconds": "BACKFILL_LEASE_SECONDS",
     "stop_margin_seconds": "BACKFILL_STOP_MARGIN_SECONDS",
     "requests_per_hour": "TIINGO_REQUESTS_PER_HOUR",
+    "max_chunks_per_request": "BACKFILL_MAX_CHUNKS_PER_REQUEST",
 }
+# The largest universe the orchestrator accepts (stored or in an event): the index, the per-step I/O
+# and every answer's size are sized for it (README: "Backfill at scale").
+MAX_TICKERS = 25_000
 # Smallest accepted value per integer field (the rest accept 0).
 _MINIMUM = {"concurrency": 1, "max_attempts": 1, "requests_per_step": 1, "lease_seconds": 1}
 
@@ -42,6 +46,9 @@ class BackfillSettings:
     stop_margin_seconds: int = 60  # launch nothing once the Lambda has less time than this left
     # The plan's hourly quota: a run never budgets more than one hour's worth (0: no quota).
     requests_per_hour: int = 50
+    # Consecutive pending chunks one scraper request may cover (0: the whole remaining range). Chunks
+    # stay the unit of planning, progress and retry; a failed request of several is split (``outcomes``).
+    max_chunks_per_request: int = 0
 
     @property
     def effective_budget(self) -> int:
@@ -74,6 +81,11 @@ class BackfillSettings:
         settings.check_start_date(today or datetime.now(UTC).date())
         return settings
 
-    def to_env(self) -> dict[str, str]:
-        """The environment variables that make ``from_env`` return these settings."""
-        return {variable: str(getattr(self, name)) for name, variable in ENV_NAMES.items()}  # dates: ISO
+    def to_env(self, fields: Iterable[str] | None = None) -> dict[str, str]:
+        """The environment variables that make ``from_env`` return these settings.
+
+        ``fields`` (names of this class's fields, in the order wanted): only those variables; the
+        others then take their defaults in ``from_env``. KeyError for a name that is not a field.
+        """
+        names = list(ENV_NAMES) if fields is None else list(fields)
+        return {ENV_NAMES[name]: str(getattr(self, name)) for name in names}  # dates: ISO

@@ -24,7 +24,11 @@ from stockpipe.errors import FailureKind, StockpipeError, clean_message, stops_r
 
 @dataclass(frozen=True)
 class StepOutcome:
-    """What one step (metadata lookup or chunk) did; applied to progress as a pure transition."""
+    """What one step (metadata lookup or request) did; applied to progress as a pure transition.
+
+    ``first_date`` / ``last_date``: Tiingo's first and last price (metadata), or the first and last day
+    of the rows a request stored (the scraper summary's ``start`` / ``end``).
+    """
 
     work: Work
     requests: int
@@ -95,16 +99,17 @@ class TiingoMetadataSource:
 
 
 def chunk_event(work: Work) -> dict[str, Any]:
-    """The scraper's range event for one chunk (its public event shape)."""
+    """The scraper's range event for one request (its public event shape; it may cover many chunks)."""
     assert work.start is not None
     assert work.end is not None
     return {"tickers": [work.ticker], "start_date": work.start.isoformat(), "end_date": work.end.isoformat()}
 
 
 def chunk_outcome(work: Work, summary: Mapping[str, Any], *, reserve: int) -> StepOutcome:
-    """The outcome of a chunk from the scraper's summary (pure: the summary is already validated).
+    """The outcome of a request from the scraper's summary (pure: the summary is already validated).
 
-    ``reserve`` stands in for a missing or malformed request count: the step's worst case.
+    ``reserve`` stands in for a missing or malformed request count: the step's worst case. No rows for a
+    range with trading days is ``empty`` (what it means is decided in ``outcomes``).
     """
     assert work.start is not None
     assert work.end is not None
@@ -116,7 +121,8 @@ def chunk_outcome(work: Work, summary: Mapping[str, Any], *, reserve: int) -> St
             # Tiingo answered [] for trading days: a glitch until proven otherwise (see progress).
             message = f"{work.ticker}: no rows for the trading days of {work.start}..{work.end}"
             return StepOutcome.failed(work, FailureKind.EMPTY, message, requests=requests)
-        return StepOutcome(work, requests, ok=True, rows=rows)
+        first, last = _day(done.get("start")), _day(done.get("end"))
+        return StepOutcome(work, requests, ok=True, rows=rows, first_date=first, last_date=last)
     failed = summary.get("failed", {}).get(work.ticker)
     if isinstance(failed, dict):
         kind = failure_kind(failed.get("error") or FailureKind.ERROR)
@@ -148,6 +154,16 @@ class StepRunner:
                 work, FailureKind.INTERNAL, f"{type(exc).__name__}: {exc}", requests=reserve
             )
         return chunk_outcome(work, summary, reserve=reserve)
+
+
+def _day(value: Any) -> date | None:
+    """A summary's ISO date, or None for anything else (the range then stays unknown, never wrong)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return None
 
 
 def _count(value: Any, default: int) -> int:

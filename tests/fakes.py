@@ -11,22 +11,22 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
 
-from stockpipe.objectstore import ObjectStore, StoredObject
+from stockpipe.objectstore import DelegatingStore, ObjectStore, StoredObject
 from stockpipe.prices import PRICE_SCHEMA, TIINGO_KEYS
 
 Hook = Callable[[str, str], None]  # (operation: "get" | "put" | "list", key or prefix)
 
 
-class HookedStore:
+class HookedStore(DelegatingStore):
     """A real store behind hooks; ``calls`` counts ``(operation, key)``, thread-safely."""
 
     def __init__(self, inner: ObjectStore, hook: Hook | None = None) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.hook = hook
         self.calls: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
@@ -52,7 +52,7 @@ class HookedStore:
 
     def get(self, key: str) -> StoredObject | None:
         self._before("get", key)
-        return self.inner.get(key)
+        return super().get(key)
 
     def put(
         self,
@@ -63,14 +63,11 @@ class HookedStore:
         content_type: str = "application/octet-stream",
     ) -> str:
         self._before("put", key)
-        return self.inner.put(key, body, expected_version=expected_version, content_type=content_type)
+        return super().put(key, body, expected_version=expected_version, content_type=content_type)
 
     def list_keys(self, prefix: str) -> Iterator[str]:
         self._before("list", prefix)
-        return self.inner.list_keys(prefix)
-
-    def describe(self, key: str) -> str:
-        return self.inner.describe(key)
+        return super().list_keys(prefix)
 
     def __getattr__(self, name: str) -> Any:  # e.g. S3ObjectStore.client for a test that deletes behind it
         return getattr(self.inner, name)
@@ -89,13 +86,19 @@ class SleepRecorder:
 
 
 class Clock:
-    """A settable clock: ``clock()`` returns ``now``; tests move it instead of sleeping."""
+    """A settable clock: ``clock()`` returns ``now``; tests move it instead of sleeping.
+
+    ``now`` is a number (monotonic seconds) or a datetime (UTC wall time: leases expire by moving it).
+    """
 
     def __init__(self, now: Any = 0.0) -> None:
         self.now = now
 
     def __call__(self) -> Any:
         return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds) if isinstance(self.now, datetime) else seconds
 
 
 def weekdays(start: date, count: int) -> list[date]:

@@ -74,6 +74,37 @@ class ObjectStore(Protocol):
         """A human-readable location (s3://bucket/key or a path) for messages."""
 
 
+class DelegatingStore:
+    """An ObjectStore that forwards every call to ``inner``: the one base for stores that add a step.
+
+    A subclass overrides only the calls it changes (the Glue partition registrar overrides ``put``; test
+    doubles watch or interrupt calls) and everything else keeps the inner store's exact behaviour,
+    compare-and-swap included.
+    """
+
+    def __init__(self, inner: ObjectStore) -> None:
+        self.inner = inner
+
+    def get(self, key: str) -> StoredObject | None:
+        return self.inner.get(key)
+
+    def put(
+        self,
+        key: str,
+        body: bytes,
+        *,
+        expected_version: str | None,
+        content_type: str = "application/octet-stream",
+    ) -> str:
+        return self.inner.put(key, body, expected_version=expected_version, content_type=content_type)
+
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        return self.inner.list_keys(prefix)
+
+    def describe(self, key: str) -> str:
+        return self.inner.describe(key)
+
+
 def compare_and_swap(
     attempt: Callable[[int], T],
     *,

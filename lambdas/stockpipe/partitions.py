@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from stockpipe.errors import StoreError
 from stockpipe.layout import PRICES_PREFIX, price_key
-from stockpipe.objectstore import ObjectStore, StoredObject
+from stockpipe.objectstore import DelegatingStore, ObjectStore
 
 DATABASE_ENV = "GLUE_DATABASE"
 TABLE_ENV = "GLUE_TABLE"
@@ -112,15 +112,12 @@ class PartitionRegistrar:
         return self._table
 
 
-class RegisteringStore:
+class RegisteringStore(DelegatingStore):
     """An ObjectStore that registers a price object's partition before creating the object."""
 
     def __init__(self, inner: ObjectStore, registrar: PartitionRegistrar) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.registrar = registrar
-
-    def get(self, key: str) -> StoredObject | None:
-        return self.inner.get(key)
 
     def put(
         self,
@@ -133,13 +130,7 @@ class RegisteringStore:
         partition = partition_of(key) if expected_version is None else None
         if partition is not None:
             self.registrar.register(*partition)
-        return self.inner.put(key, body, expected_version=expected_version, content_type=content_type)
-
-    def list_keys(self, prefix: str) -> Iterator[str]:
-        return self.inner.list_keys(prefix)
-
-    def describe(self, key: str) -> str:
-        return self.inner.describe(key)
+        return super().put(key, body, expected_version=expected_version, content_type=content_type)
 
 
 def with_partitions(store: ObjectStore, env: Mapping[str, str], glue_client: Any = None) -> ObjectStore:

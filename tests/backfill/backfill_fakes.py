@@ -4,8 +4,8 @@ and a metadata source; both count requests like the Tiingo simulator does."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -17,9 +17,10 @@ from stockpipe.backfill.state import Work
 from stockpipe.backfill.steps import StepOutcome
 from stockpipe.calendar import trading_days
 from stockpipe.errors import FailureKind
-from stockpipe.objectstore import ObjectStore, StoredObject
+from stockpipe.objectstore import ObjectStore
 from stockpipe.prices import PRICE_SCHEMA
 from stockpipe.pricestore import PriceStore
+from tests.fakes import Clock, HookedStore
 
 TODAY = date(2024, 6, 14)
 
@@ -133,17 +134,8 @@ class FakeMetadata:
         return StepOutcome(work, 1, ok=True, first_date=self.known[ticker])
 
 
-class Clock:
-    """A settable UTC clock (leases expire by moving it, never by sleeping)."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2024, 6, 14, 22, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
+# Where every World's clock starts (a Friday evening after the close, New York).
+CLOCK_START = datetime(2024, 6, 14, 22, 0, tzinfo=UTC)
 
 
 class World:
@@ -153,7 +145,7 @@ class World:
         self.store = store
         self.scraper = FakeScraper(store, known)
         self.metadata = FakeMetadata(dict(known))
-        self.clock = Clock()
+        self.clock = Clock(CLOCK_START)
 
     @property
     def requests(self) -> int:
@@ -251,38 +243,16 @@ class Crash(BaseException):
     """The process dies (not an Exception: nothing in the pipeline may swallow it)."""
 
 
-class MortalStore:
+class MortalStore(HookedStore):
     """The orchestrator's view of the store; once ``dead`` (kill -9) nothing more reaches it.
 
     A dead process cannot give its leases back, so a hard crash leaves them in progress.json.
     """
 
     def __init__(self, inner: ObjectStore) -> None:
-        self.inner = inner
+        super().__init__(inner, hook=self._check)
         self.dead = False
 
-    def _check(self) -> None:
+    def _check(self, operation: str, key: str) -> None:
         if self.dead:
-            raise Crash("the process is gone")
-
-    def get(self, key: str) -> StoredObject | None:
-        self._check()
-        return self.inner.get(key)
-
-    def put(
-        self,
-        key: str,
-        body: bytes,
-        *,
-        expected_version: str | None,
-        content_type: str = "application/octet-stream",
-    ) -> str:
-        self._check()
-        return self.inner.put(key, body, expected_version=expected_version, content_type=content_type)
-
-    def list_keys(self, prefix: str) -> Iterator[str]:
-        self._check()
-        return self.inner.list_keys(prefix)
-
-    def describe(self, key: str) -> str:
-        return self.inner.describe(key)
+            raise Crash(f"the process is gone ({operation} {key})")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from backfill_fakes import KNOWN, World
 
 from stockpipe.objectstore import S3ObjectStore
+from tests.backfill.backfill_fakes import KNOWN, World
 
 
 @pytest.fixture

@@ -5,12 +5,11 @@ Each fault function runs the faulted phase and returns its run summaries."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
-from backfill_fakes import Crash, MortalStore
 
 from stockpipe import scraper
 from stockpipe.backfill.invoker import InProcessInvoker
@@ -20,11 +19,13 @@ from stockpipe.backfill.progress_store import ProgressStore
 from stockpipe.calendar import trading_days
 from stockpipe.errors import PreconditionFailed
 from stockpipe.layout import BACKFILL_TICKERS_PREFIX as TICKERS_PREFIX
-from stockpipe.objectstore import ObjectStore, StoredObject
+from stockpipe.objectstore import DelegatingStore, ObjectStore
 from stockpipe.pricestore import PriceStore
 from stockpipe.tiingo import TiingoClient
 from stockpipe_local.simulator import TiingoSimulator
+from tests.backfill.backfill_fakes import Crash, MortalStore
 from tests.conftest import TEST_TOKEN
+from tests.threads import run_concurrently
 
 TICKERS = ("NVDA", "SPY", "TSLA")  # NVDA: a split and dividends in the window; SPY: dividends; TSLA: none
 UNKNOWN = "XYZQ"  # the simulator answers 404
@@ -173,29 +174,20 @@ def overlapping_runs(world: World) -> Summaries:
     """Two schedules fire at once on one bucket, each running until it sees 'complete'."""
     world.sim.faults.latency = 0.01
     summaries: Summaries = []
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(2, timeout=10)
 
     def loop() -> None:
-        try:
-            barrier.wait()
-            for _ in range(200):
-                summary = world.run()
-                summaries.append(summary)
-                if summary["stopped"] == "complete":
-                    return
-                threading.Event().wait(0.02)  # the other run holds the leases: poll, do not spin
-            raise AssertionError("never completed")
-        except BaseException as exc:
-            errors.append(exc)
+        for _ in range(200):
+            summary = world.run()
+            summaries.append(summary)
+            if summary["stopped"] == "complete":
+                return
+            threading.Event().wait(0.02)  # the other run holds the leases: poll, do not spin
+        raise AssertionError("never completed")
 
-    threads = [threading.Thread(target=loop) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    world.sim.faults.latency = 0.0
-    assert not errors, errors
+    try:
+        run_concurrently([loop, loop])
+    finally:
+        world.sim.faults.latency = 0.0
     assert sum(s["chunks_done"] for s in summaries) == CHUNKS  # no chunk recorded by both runs
     return summaries
 
@@ -241,34 +233,21 @@ def duplicate_delivery(world: World) -> Summaries:
 
     def twice(event: dict[str, Any]) -> dict[str, Any]:
         results: list[dict[str, Any]] = []
-        barrier = threading.Barrier(2, timeout=10)
-
-        def deliver() -> None:
-            barrier.wait()
-            results.append(world.handle(event))
-
-        threads = [threading.Thread(target=deliver) for _ in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=30)
+        run_concurrently([lambda: results.append(world.handle(event))] * 2, timeout=30)
         assert len(results) == 2
         return results[0]
 
     return [world.run(invoke=twice)]
 
 
-class RacingStore:
-    """Holds the first progress.json write until the rival run is about to write too (a forced 412)."""
+class RacingStore(DelegatingStore):
+    """Holds the first ticker write until the rival run is about to write too (a forced 412)."""
 
     def __init__(self, inner: ObjectStore, barrier: threading.Barrier, conflicts: list[str]) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.barrier = barrier
         self.conflicts = conflicts
         self.first = True
-
-    def get(self, key: str) -> StoredObject | None:
-        return self.inner.get(key)
 
     def put(
         self,
@@ -282,17 +261,11 @@ class RacingStore:
             self.first = False
             self.barrier.wait()  # both runs read the ticker before either claims it
         try:
-            return self.inner.put(key, body, expected_version=expected_version, content_type=content_type)
+            return super().put(key, body, expected_version=expected_version, content_type=content_type)
         except PreconditionFailed:
             if key.startswith(TICKERS_PREFIX):
                 self.conflicts.append(key)
             raise
-
-    def list_keys(self, prefix: str) -> Iterator[str]:
-        return self.inner.list_keys(prefix)
-
-    def describe(self, key: str) -> str:
-        return self.inner.describe(key)
 
 
 def progress_race(world: World) -> Summaries:
@@ -300,19 +273,8 @@ def progress_race(world: World) -> Summaries:
     barrier = threading.Barrier(2, timeout=10)
     conflicts: list[str] = []
     summaries: Summaries = []
-    errors: list[BaseException] = []
-
-    def one_run() -> None:
-        try:
-            summaries.append(world.run(store=RacingStore(world.store, barrier, conflicts)))
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=one_run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors, errors
+    run_concurrently(
+        [lambda: summaries.append(world.run(store=RacingStore(world.store, barrier, conflicts)))] * 2
+    )
     assert conflicts  # the race really happened
     return summaries

@@ -8,10 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from backfill_fakes import Crash, MortalStore
-
 from stockpipe import scraper
 from stockpipe.objectstore import ObjectStore
+from tests.backfill.backfill_fakes import Crash, MortalStore
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from backfill_fakes import World
 
 from stockpipe.backfill.steps import TiingoMetadataSource
 from stockpipe.errors import forget_secrets, register_secret
@@ -22,6 +21,7 @@ from stockpipe.layout import ticker_progress_key
 from stockpipe.logs import JsonFormatter
 from stockpipe.tiingo import TiingoClient
 from stockpipe.universe import save_universe
+from tests.backfill.backfill_fakes import World
 
 TOKEN = "tok-ECHOED-3b7d91c4e2"
 

@@ -23,11 +23,9 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from backfill_fakes import STOPS_RUN, Clock, Crash, MortalStore
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
-from stateful_faults import CORRUPTIONS, Broken, CrashingInvoker, break_totals
 
 from stockpipe import scraper
 from stockpipe.backfill import progress as prog
@@ -44,7 +42,10 @@ from stockpipe.pricestore import PriceStore
 from stockpipe.tiingo import DEFAULT_MAX_RETRIES, TiingoClient
 from stockpipe.universe import save_universe
 from stockpipe_local.simulator import TiingoSimulator
+from tests.backfill.backfill_fakes import CLOCK_START, STOPS_RUN, Crash, MortalStore
+from tests.backfill.stateful_faults import CORRUPTIONS, Broken, CrashingInvoker, break_totals
 from tests.conftest import TEST_TOKEN
+from tests.fakes import Clock
 
 TODAY = date(2024, 6, 14)  # the simulator's today and the plan end
 EVENING = datetime(2024, 6, 14, 23, 0, tzinfo=UTC)  # the scraper's clock (fetch time of stored rows)
@@ -98,7 +99,7 @@ class BackfillMachine(RuleBasedStateMachine):
         self.runtime = scraper.ScraperRuntime(self.store, self.client, clock=lambda: EVENING)
         self.runtime.settings = scraper.ScraperSettings(concurrency=1)
         self.prices = PriceStore(self.store, sleep=lambda _: None)
-        self.clock = Clock()
+        self.clock = Clock(CLOCK_START)
         self.chunk_months = 6
         self.cap = 0
         self.killed = False  # a run was killed (kill -9): index entries may lag until runs visit them

@@ -11,11 +11,11 @@ from datetime import date
 from typing import Any
 
 import pytest
-from backfill_fakes import World
-from budget_figures import FlakyLambdaService, lambda_5xx_runs, spent_at
 
 from stockpipe.backfill.invoker import NO_RETRIES, InvokeError, LambdaInvoker
 from stockpipe.backfill.progress_store import ProgressStore
+from tests.backfill.backfill_fakes import World
+from tests.backfill.budget_figures import FlakyLambdaService, lambda_5xx_runs, spent_at
 
 SUMMARY = {"mode": "range", "succeeded": {"AAPL": {"rows": 1}}, "failed": {}, "requests": 1}
 

@@ -17,6 +17,7 @@ from stockpipe.backfill.progress_store import ProgressStore
 from stockpipe.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
 from stockpipe.pricestore import PriceStore
 from stockpipe.tiingo import TiingoClient
+from tests.backfill.backfill_fakes import Crash
 from tests.conftest import TEST_TOKEN
 from tests.threads import run_concurrently
 
@@ -105,10 +106,6 @@ def test_budget_is_never_exceeded_even_with_retries(bucket, s3_client, simulator
     assert summary["stopped"] == "complete"
     assert simulator.count(status=500) == 3
     assert_equals_simulator(store, simulator)
-
-
-class Crash(BaseException):
-    pass
 
 
 def test_crash_after_data_write_then_next_run_completes(bucket, s3_client, simulator) -> None:

@@ -20,8 +20,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from backfill_fakes import STOPS_RUN
-from fault_scenarios import (
+
+from stockpipe.backfill.progress_store import ProgressStore
+from stockpipe.calendar import trading_days
+from stockpipe.objectstore import S3ObjectStore
+from stockpipe.prices import rows_to_table
+from stockpipe.pricestore import PriceStore
+from stockpipe.universe import save_universe
+from stockpipe_local.simulator import TiingoSimulator
+from tests.backfill.backfill_fakes import STOPS_RUN
+from tests.backfill.fault_scenarios import (
     REQUESTS,
     START,
     TICKERS,
@@ -40,14 +48,6 @@ from fault_scenarios import (
     progress_race,
     token_revoked,
 )
-
-from stockpipe.backfill.progress_store import ProgressStore
-from stockpipe.calendar import trading_days
-from stockpipe.objectstore import S3ObjectStore
-from stockpipe.prices import rows_to_table
-from stockpipe.pricestore import PriceStore
-from stockpipe.universe import save_universe
-from stockpipe_local.simulator import TiingoSimulator
 from tests.conftest import TEST_TOKEN
 
 # ---------------------------------------------------------------- the matrix

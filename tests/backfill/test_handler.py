@@ -12,7 +12,6 @@ from typing import Any
 
 import boto3
 import pytest
-from backfill_fakes import LambdaEmulator
 
 import backfill_orchestrator
 from stockpipe import scraper
@@ -22,6 +21,7 @@ from stockpipe.logs import JsonFormatter
 from stockpipe.objectstore import S3ObjectStore
 from stockpipe.pricestore import PriceStore
 from stockpipe.universe import save_universe
+from tests.backfill.backfill_fakes import LambdaEmulator
 from tests.conftest import TEST_TOKEN
 
 FUNCTION = "tiingo-price-scraper-test"

@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from backfill_fakes import KNOWN, TODAY, World, expected_days
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,6 +17,7 @@ from stockpipe.backfill.plan import ONE_DAY
 from stockpipe.backfill.settings import BackfillSettings
 from stockpipe.pricestore import PriceStore
 from stockpipe.universe import save_universe
+from tests.backfill.backfill_fakes import KNOWN, TODAY, World, expected_days
 
 NOW = datetime(2024, 6, 14, 22, 0, tzinfo=UTC)
 FIRST = date(2010, 1, 4)  # the ticker's first price in Tiingo

@@ -7,15 +7,15 @@ from typing import Any
 
 import duckdb
 import pytest
-from backfill_fakes import KNOWN, TODAY, Crash, World, expected_days
 
 from stockpipe.backfill import progress as prog
 from stockpipe.backfill.invoker import InProcessInvoker
 from stockpipe.backfill.orchestrator import BackfillSettings, Orchestrator
 from stockpipe.backfill.progress_store import ProgressStore
-from stockpipe.objectstore import LocalObjectStore, ObjectStore, StoredObject
+from stockpipe.objectstore import DelegatingStore, LocalObjectStore, ObjectStore, StoredObject
 from stockpipe.pricestore import PriceStore
 from stockpipe.universe import save_universe
+from tests.backfill.backfill_fakes import KNOWN, TODAY, Crash, World, expected_days
 from tests.threads import run_concurrently
 
 START = date(2020, 1, 1)
@@ -207,26 +207,17 @@ def test_crash_after_data_write_before_progress_write(world: World) -> None:
     assert_history_exact(world.store, ["AAPL"])  # ... without duplicates
 
 
-class DyingProgressStore:
+class DyingProgressStore(DelegatingStore):
     """Delegates to the real store until armed; then every progress write "kills the process"."""
 
     def __init__(self, inner: ObjectStore) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.armed = False
-
-    def get(self, key: str) -> StoredObject | None:
-        return self.inner.get(key)
 
     def put(self, key: str, body: bytes, *, expected_version: str | None, content_type: str = "") -> str:
         if self.armed and key.startswith("backfill/"):
             raise Crash
-        return self.inner.put(key, body, expected_version=expected_version, content_type=content_type)
-
-    def list_keys(self, prefix: str):
-        return self.inner.list_keys(prefix)
-
-    def describe(self, key: str) -> str:
-        return self.inner.describe(key)
+        return super().put(key, body, expected_version=expected_version, content_type=content_type)
 
 
 def test_hard_crash_leaves_a_lease_that_expires(world: World) -> None:

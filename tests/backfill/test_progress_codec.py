@@ -10,12 +10,12 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
-from backfill_fakes import TODAY, World
 
 from stockpipe.backfill import progress as prog
 from stockpipe.backfill.progress_store import PROGRESS_KEY, ProgressStore
 from stockpipe.errors import FailureKind, StoreError
 from stockpipe.universe import save_universe
+from tests.backfill.backfill_fakes import TODAY, World
 
 
 def good_record(**changes: Any) -> dict[str, Any]:

@@ -5,37 +5,36 @@ written; a bad object blocks only what it holds; ``status`` paged; the universe 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from backfill_fakes import KNOWN, TODAY, Crash, MortalStore, World
 
 from stockpipe.backfill import progress as prog
 from stockpipe.backfill import run_summary
 from stockpipe.backfill.progress_store import PROGRESS_KEY, ProgressStore
 from stockpipe.errors import ContentionError, PreconditionFailed, StoreError
 from stockpipe.layout import BACKFILL_INDEX_KEY, shard_key, shard_of, ticker_progress_key
-from stockpipe.objectstore import LocalObjectStore, ObjectStore, StoredObject
+from stockpipe.objectstore import DelegatingStore, LocalObjectStore, ObjectStore, StoredObject
 from stockpipe.universe import save_universe
+from tests.backfill.backfill_fakes import KNOWN, TODAY, Crash, MortalStore, World
 
 NOW = datetime(2024, 6, 14, 22, 0, tzinfo=UTC)
 START = date(2020, 1, 1)
 
 
-class Recording:
+class Recording(DelegatingStore):
     """The store as the orchestrator sees it, recording every key read and written under backfill/."""
 
     def __init__(self, inner: ObjectStore) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.reads: list[str] = []
         self.writes: list[str] = []
         self.bytes = 0
 
     def get(self, key: str) -> StoredObject | None:
-        stored = self.inner.get(key)
+        stored = super().get(key)
         if key.startswith("backfill/"):
             self.reads.append(key)
             self.bytes += len(stored.body) if stored else 0
@@ -45,13 +44,7 @@ class Recording:
         if key.startswith("backfill/"):
             self.writes.append(key)
             self.bytes += len(body)
-        return self.inner.put(key, body, expected_version=expected_version, content_type=content_type)
-
-    def list_keys(self, prefix: str) -> Iterator[str]:
-        return self.inner.list_keys(prefix)
-
-    def describe(self, key: str) -> str:
-        return self.inner.describe(key)
+        return super().put(key, body, expected_version=expected_version, content_type=content_type)
 
 
 def objects(store: ObjectStore, prefix: str = "backfill/") -> dict[str, bytes]:

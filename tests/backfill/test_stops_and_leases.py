@@ -14,13 +14,13 @@ from datetime import date
 from typing import Any
 
 import pytest
-from backfill_fakes import World
 
 from stockpipe.backfill import progress as prog
 from stockpipe.backfill.owners import new_owner, owner_process_gone, parse_owner, this_host
 from stockpipe.backfill.progress_store import ProgressStore
 from stockpipe.errors import FailureKind
 from stockpipe.objectstore import ObjectStore
+from tests.backfill.backfill_fakes import World
 
 TICKERS = ["AAPL", "META", "NEWCO"]
 

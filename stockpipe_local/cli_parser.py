@@ -110,9 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--chunk-months",
         type=_non_negative_int,
-        help="months of history per request; 0 fetches each ticker's whole range in one request "
-        "(default: 0 with the real API, to spend the fewest requests; stock-pipeline:backfillChunkMonths "
-        "with the simulator)",
+        help="months per chunk, the unit of progress and retry (default: stock-pipeline:backfillChunkMonths, "
+        "else 6; 0 = the whole range as one chunk); each ticker's pending chunks are asked for in one "
+        "request whatever their size",
     )
     run.add_argument(
         "--max-wait",

@@ -35,9 +35,9 @@ def run(args: argparse.Namespace, console: Console) -> ExitCode:
     today = date.today()
     if args.start_date is not None:
         check_start_date(args.start_date, today, "--start-date")
-    chunk_months = args.chunk_months
-    if chunk_months is None:
-        chunk_months = stack.chunk_months if use_simulator else 0  # real API: the fewest requests
+    # Chunks are the unit of progress and retry; the orchestrator asks for each ticker's whole pending
+    # range in one request whatever their size, so the stack's value serves the real API too.
+    chunk_months = stack.chunk_months if args.chunk_months is None else args.chunk_months
     data_dir = resolve_data_dir(args, use_simulator=use_simulator)
     options = RunOptions(
         data_dir=data_dir,

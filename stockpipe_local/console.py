@@ -143,10 +143,13 @@ class Console:
 
 
 class _RateColumn(ProgressColumn):
-    """Chunks per second over rich's sliding window."""
+    """Chunks per second over rich's sliding window; the run's average until the window has samples
+    (a request covers a whole ticker's chunks, so a short run may never fill the window)."""
 
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
+        if speed is None and task.elapsed and task.completed:
+            speed = task.completed / task.elapsed
         return Text("-/s" if speed is None else f"{speed:.1f}/s", style="progress.data.speed")
 
 

@@ -4,8 +4,8 @@ The orchestrator and the scraper run in-process on a local directory with the bu
 the real API the runner keeps to the plan's hourly quota (Tiingo resets it on the clock hour): it waits
 for the next window with a countdown, or stops and says when to run again. A run that meets another
 run's lease re-reads progress every second and goes on as soon as that lease is given back, expires, or
-its owner's process is gone. Running again resumes from backfill/progress.json and spends no request on
-finished work. ``run`` returns a RunResult; the CLI turns it into output and an exit code.
+its owner's process is gone. Running again resumes from the progress under backfill/ and spends no
+request on finished work. ``run`` returns a RunResult; the CLI turns it into output and an exit code.
 """
 
 from __future__ import annotations
@@ -162,17 +162,12 @@ class Runner:
         assert self.quota is not None
         options = self.options
         estimate = estimate_requests(
-            ProgressStore(store).load(),
-            options.tickers,
-            start=options.start_date,
-            today=self.today(),
-            chunk_months=options.chunk_months,
+            ProgressStore(store).load(), options.tickers, chunk_months=options.chunk_months
         )
-        per = "whole-range requests" if options.chunk_months == 0 else f"{options.chunk_months}-month chunks"
         self.console.line(
             f"{estimate.tickers} ticker{'s' if estimate.tickers != 1 else ''}: "
             f"{'up to ' if estimate.unplanned else ''}{estimate.requests} "
-            f"requests ({per}), {self.quota.describe(estimate.requests)}; "
+            f"requests (each ticker's pending range in one), {self.quota.describe(estimate.requests)}; "
             f"quota {self.quota.per_hour} per clock hour (stock-pipeline:tiingoRequestsPerHour)"
         )
 

@@ -13,12 +13,10 @@ import json
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from stockpipe.backfill import progress as prog
-from stockpipe.backfill.plan import count_chunks
 from stockpipe.errors import PreconditionFailed, StoreError
 from stockpipe.objectstore import ObjectStore
 
@@ -116,28 +114,29 @@ def retry_lost_races(write: Callable[[], None]) -> None:
 
 @dataclass(frozen=True)
 class Estimate:
-    """Requests a run will need at most: metadata lookups plus chunks (plus the daily catch-up)."""
+    """Requests a run will need at most (the orchestrator asks for each ticker's pending range at once)."""
 
     tickers: int
     requests: int
-    unplanned: int  # tickers whose metadata is not read yet: their range is assumed to start on time
+    unplanned: int  # tickers with no answer yet: 1 request, or 2 when Tiingo answers it empty
 
 
-def estimate_requests(
-    progress: prog.Progress, tickers: Iterable[str], *, start: date, today: date, chunk_months: int
-) -> Estimate:
+def estimate_requests(progress: prog.Progress, tickers: Iterable[str], *, chunk_months: int) -> Estimate:
+    """Worst case of a fault-free run: one request per ticker with work left (a split ticker, one per
+    request its ``max_chunks`` allows), plus a metadata lookup for each ticker not answered yet."""
     names = list(tickers)
     requests = unplanned = 0
     for ticker in names:
         record = progress.get(ticker)
         if record is None or not record.planned:
             unplanned += 1
-            requests += 1 + count_chunks(start, today, chunk_months)
+            requests += 2
             continue
-        if record.parked:
+        if record.parked or record.done:
             continue
         left = prog.chunks_left(record, chunk_months) or 0
-        requests += left if left else (0 if record.end is not None and record.end >= today else 1)
+        if left:
+            requests += -(-left // record.max_chunks) if record.max_chunks else 1
     return Estimate(len(names), requests, unplanned)
 
 

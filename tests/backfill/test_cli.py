@@ -174,15 +174,16 @@ def test_real_api_stops_with_a_resume_time_when_the_wait_is_too_long(
         for key, value in env.items():
             patch.setenv(key, value)
         argv = ["run", "--data-dir", "real", "--stack-config", "stack.yaml", "--max-wait", "0"]
-        code = main([*argv, "--chunk-months", "1"])  # the real API's default is whole-range requests
+        code = main([*argv, "--chunk-months", "1"])
     assert code == 3
     out, err = capsys.readouterr()
     assert "points at http://127.0.0.1" in err
     assert "Tiingo's hourly quota is used up" in err
     assert "To resume after " in err
     assert "run --data-dir real --stack-config stack.yaml --max-wait 0 --chunk-months 1" in err  # own words
+    # one request per ticker, or two when Tiingo answers it empty: at most 8, over three hours at 3 an hour
     assert re.search(
-        r"4 tickers: up to \d+ requests \(1-month chunks\), about \d+ more hours at 3 requests", err
+        r"4 tickers: up to 8 requests \(each ticker's pending range in one\), about \d+ more hours at 3 ", err
     )
     assert simulator.count() == 3
     assert "pending" in out

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components import policies
+from components.bucket_controls import bucket_controls
 from components.naming import (
     ATHENA_NAMED_QUERY_NAME_MAX,
     ATHENA_WORKGROUP_NAME_MAX,
@@ -84,32 +84,7 @@ class AthenaWorkgroup(pulumi.ComponentResource):
             tags={"project": "stock-pipeline", "stack": self._stack},
             opts=self._child(),
         )
-        public_access = aws.s3.BucketPublicAccessBlock(
-            f"{self._name}-results-public-access",
-            bucket=bucket.bucket,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=self._child(),
-        )
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{self._name}-results-encryption",
-            bucket=bucket.bucket,
-            rules=[
-                {
-                    "apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"},
-                    "bucket_key_enabled": True,
-                }
-            ],
-            opts=self._child(),
-        )
-        aws.s3.BucketPolicy(
-            f"{self._name}-results-tls-only",
-            bucket=bucket.bucket,
-            policy=bucket.arn.apply(lambda arn: policies.to_json(policies.tls_only_bucket_policy(arn))),
-            opts=self._child(depends_on=[public_access]),
-        )
+        bucket_controls(f"{self._name}-results", bucket=bucket.bucket, bucket_arn=bucket.arn, parent=self)
         aws.s3.BucketLifecycleConfiguration(
             f"{self._name}-results-lifecycle",
             bucket=bucket.bucket,

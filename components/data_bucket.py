@@ -9,6 +9,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components import policies
+from components.bucket_controls import bucket_controls
 from components.naming import physical_name
 
 NONCURRENT_VERSION_DAYS = 30
@@ -75,38 +76,12 @@ class DataBucket(pulumi.ComponentResource):
             self.bucket_name = bucket.bucket
             self.bucket_arn = bucket.arn
 
-        public_access = aws.s3.BucketPublicAccessBlock(
-            f"{name}-public-access",
-            bucket=self.bucket_name,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=child,
-        )
+        controls = bucket_controls(name, bucket=self.bucket_name, bucket_arn=self.bucket_arn, parent=self)
         versioning = aws.s3.BucketVersioning(
             f"{name}-versioning",
             bucket=self.bucket_name,
             versioning_configuration={"status": "Enabled"},
             opts=child,
-        )
-        encryption = aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-encryption",
-            bucket=self.bucket_name,
-            rules=[
-                {
-                    "apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"},
-                    "bucket_key_enabled": True,
-                }
-            ],
-            opts=child,
-        )
-        aws.s3.BucketPolicy(
-            f"{name}-tls-only",
-            bucket=self.bucket_name,
-            policy=self.bucket_arn.apply(lambda arn: policies.to_json(policies.tls_only_bucket_policy(arn))),
-            # The public-access block must exist first or S3 may evaluate the policy against the old state.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[public_access]),
         )
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-lifecycle",
@@ -120,6 +95,6 @@ class DataBucket(pulumi.ComponentResource):
             key=policies.UNIVERSE_KEY,
             content=json.dumps(list(tickers)),
             content_type="application/json",
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[versioning, encryption]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[versioning, controls.encryption]),
         )
         self.register_outputs({"bucket_name": self.bucket_name, "bucket_arn": self.bucket_arn})

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import date, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from stockpipe.backfill.plan import ONE_DAY, backfill_range
 from stockpipe.backfill.state import Lease, Planning, Progress, TickerProgress, chunks_left, is_pending_chunk
@@ -57,8 +57,7 @@ def record_chunk(
     record = progress.get(ticker)
     if record is None:
         return progress
-    lease = _drop_own_lease(record, owner)
-    updated = replace(record, lease=lease, requests=record.requests + requests, updated_at=now)
+    updated = _step_ended(record, owner=owner, requests=requests, now=now)
     if record.planned and not record.done and record.end is not None and is_pending_chunk(record, start, end):
         next_start, fetched_from = record.next_start, record.fetched_from
         if next_start is not None:  # the days after the fetched range
@@ -143,14 +142,14 @@ def record_failure(
     record = progress.get(ticker) or TickerProgress()
     attempts = record.attempts + (1 if count_attempt else 0)
     parked = record.parked or parks_at_once(kind) or (count_attempt and attempts >= max_attempts)
-    updated = replace(
+    updated = _step_ended(
         record,
+        owner=owner,
+        requests=requests,
+        now=now,
         attempts=attempts,
         last_error=clean_message(f"{kind}: {message}", MAX_ERROR_CHARS),
         parked=parked,
-        lease=_drop_own_lease(record, owner),
-        requests=record.requests + requests,
-        updated_at=now,
     )
     return progress.with_ticker(ticker, updated)
 
@@ -170,13 +169,13 @@ def record_split(
     record = progress.get(ticker) or TickerProgress()
     limit = max(1, chunks // 2)
     note = f"{kind}: {message} (a request of {chunks} chunks; the next covers at most {limit})"
-    updated = replace(
+    updated = _step_ended(
         record,
+        owner=owner,
+        requests=requests,
+        now=now,
         max_chunks=limit,
         last_error=clean_message(note, MAX_ERROR_CHARS),
-        lease=_drop_own_lease(record, owner),
-        requests=record.requests + requests,
-        updated_at=now,
     )
     return progress.with_ticker(ticker, updated)
 
@@ -187,14 +186,7 @@ def record_metadata_due(
     """No rows for the trading days of ``[start, end]`` and Tiingo's metadata unread: it decides next."""
     record = progress.get(ticker) or TickerProgress()
     note = f"{FailureKind.EMPTY}: no rows for the trading days of {start}..{end}; Tiingo's metadata decides"
-    updated = replace(
-        record,
-        metadata="due",
-        last_error=note,
-        lease=_drop_own_lease(record, owner),
-        requests=record.requests + requests,
-        updated_at=now,
-    )
+    updated = _step_ended(record, owner=owner, requests=requests, now=now, metadata="due", last_error=note)
     return progress.with_ticker(ticker, updated)
 
 
@@ -218,9 +210,7 @@ def record_metadata(
     outside Tiingo's range. Already read (another run did it): only the requests are added.
     """
     record = progress.get(ticker) or TickerProgress()
-    base = replace(
-        record, lease=_drop_own_lease(record, owner), requests=record.requests + requests, updated_at=now
-    )
+    base = _step_ended(record, owner=owner, requests=requests, now=now)
     if record.metadata == "read":
         return progress.with_ticker(ticker, base)
     read = replace(base, metadata="read", first_date=first_date, attempts=0, last_error=None)
@@ -361,6 +351,19 @@ def _widen(progress: Progress, ticker: str, chunk_months: int) -> Progress:
     doubled = record.max_chunks * 2
     left = chunks_left(record, chunk_months) or 0
     return progress.with_ticker(ticker, replace(record, max_chunks=0 if doubled >= left else doubled))
+
+
+def _step_ended(
+    record: TickerProgress, *, owner: str, requests: int, now: datetime, **changes: Any
+) -> TickerProgress:
+    """``record`` after one of ``owner``'s steps: its lease given back, its requests counted, ``changes``."""
+    return replace(
+        record,
+        lease=_drop_own_lease(record, owner),
+        requests=record.requests + requests,
+        updated_at=now,
+        **changes,
+    )
 
 
 def _drop_own_lease(record: TickerProgress, owner: str) -> Lease | None:

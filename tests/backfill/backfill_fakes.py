@@ -3,6 +3,7 @@ and a metadata source; both count requests like the Tiingo simulator does."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -21,6 +22,7 @@ from stockpipe.objectstore import ObjectStore
 from stockpipe.prices import PRICE_SCHEMA
 from stockpipe.pricestore import PriceStore
 from tests.fakes import Clock, HookedStore
+from tests.loopback import LoopbackServer, Reply, Request
 
 TODAY = date(2024, 6, 14)
 
@@ -171,7 +173,7 @@ class World:
 KNOWN = {"AAPL": date(1980, 12, 12), "META": date(2021, 5, 18), "NEWCO": date(2023, 11, 1)}
 
 
-class LambdaEmulator:
+class LambdaEmulator(LoopbackServer):
     """The Lambda Invoke REST API on loopback, running a Python handler like the Lambda runtime does.
 
     ``POST /2015-03-31/functions/<name>/invocations``; an exception becomes HTTP 200 with
@@ -180,58 +182,25 @@ class LambdaEmulator:
     """
 
     def __init__(self, handler: Callable[[dict[str, Any]], dict[str, Any]], function_name: str) -> None:
-        import json
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
+        super().__init__(self._invoke)
         self.handler = handler
         self.function_name = function_name
         self.invocations: list[dict[str, Any]] = []
-        emulator = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                expected = f"/2015-03-31/functions/{emulator.function_name}/invocations"
-                headers = {"Content-Type": "application/json", "X-Amz-Executed-Version": "$LATEST"}
-                if self.path.split("?")[0] != expected:
-                    status = 404
-                    payload = {"Type": "User", "message": f"Function not found: {self.path}"}
-                    headers["x-amzn-ErrorType"] = "ResourceNotFoundException"
-                else:
-                    status = 200
-                    event = json.loads(body or b"{}")
-                    emulator.invocations.append(event)
-                    try:
-                        payload = emulator.handler(event)
-                    except Exception as exc:
-                        payload = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
-                        headers["X-Amz-Function-Error"] = "Unhandled"
-                data = json.dumps(payload, default=str).encode()
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-
-    def __enter__(self) -> LambdaEmulator:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
+    def _invoke(self, request: Request) -> Reply:
+        headers = {"X-Amz-Executed-Version": "$LATEST"}
+        if request.path != f"/2015-03-31/functions/{self.function_name}/invocations":
+            headers["x-amzn-ErrorType"] = "ResourceNotFoundException"
+            payload: Any = {"Type": "User", "message": f"Function not found: {request.path}"}
+            return 404, headers, json.dumps(payload).encode()
+        event = json.loads(request.body or b"{}")
+        self.invocations.append(event)
+        try:
+            payload = self.handler(event)
+        except Exception as exc:
+            payload = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
+            headers["X-Amz-Function-Error"] = "Unhandled"
+        return 200, headers, json.dumps(payload, default=str).encode()
 
 
 # Failures that are not the ticker's fault: they stop a run and never park (stated here, not imported,

@@ -24,7 +24,6 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ from stockpipe.backfill.orchestrator import BackfillSettings, Orchestrator, Tiin
 from stockpipe.objectstore import LocalObjectStore  # noqa: E402
 from stockpipe.tiingo import TiingoClient  # noqa: E402
 from stockpipe_local.simulator import TiingoSimulator  # noqa: E402
+from tests.loopback import LoopbackServer, Reply, Request, json_reply  # noqa: E402
 
 TOKEN = "tok-BUDGET-figures-1234"
 TODAY = date(2024, 6, 14)
@@ -55,78 +55,41 @@ ONE_CHUNK = (
 )
 
 
-class FlakyLambdaService:
+class FlakyLambdaService(LoopbackServer):
     """The Lambda Invoke API on loopback: runs ``handler``, then answers 500 unless the invocation's
     number is a multiple of ``succeed_every`` (the function ran, its answer is lost: what a
-    Lambda-service 5xx after the fact is)."""
+    Lambda-service 5xx after the fact is). Started at once; ``close()`` stops it."""
 
     def __init__(
         self, handler: Callable[[dict[str, Any]], Any], *, succeed_every: int = 3, throttle: bool = False
     ) -> None:
         """``throttle``: answer 429 TooManyRequestsException *without* running the function instead."""
+        super().__init__(self._invoke)
         self.handler = handler
         self.succeed_every = succeed_every
         self.throttle = throttle
         self.invocations = 0
         self.lock = threading.Lock()
-        service = self
+        self.start()
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if service.throttle:
-                    with service.lock:
-                        service.invocations += 1
-                    self.answer(
-                        429,
-                        {
-                            "Type": "User",
-                            "message": "Rate Exceeded.",
-                            "Reason": "ConcurrentInvocationLimitExceeded",
-                        },
-                        {"x-amzn-ErrorType": "TooManyRequestsException"},
-                    )
-                    return
-                payload = service.handler(json.loads(body or b"{}"))
-                with service.lock:
-                    service.invocations += 1
-                    fail = service.invocations % service.succeed_every != 0
-                status, data = 200, json.dumps(payload, default=str).encode()
-                headers = {"Content-Type": "application/json"}
-                if fail:
-                    status = 500
-                    data = json.dumps({"Type": "Service", "message": "internal failure"}).encode()
-                    headers["x-amzn-ErrorType"] = "ServiceException"
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def answer(self, status: int, payload: dict[str, Any], headers: dict[str, str]) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                for key, value in {"Content-Type": "application/json", **headers}.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def _invoke(self, request: Request) -> Reply:
+        if self.throttle:
+            with self.lock:
+                self.invocations += 1
+            refused = {
+                "Type": "User",
+                "message": "Rate Exceeded.",
+                "Reason": "ConcurrentInvocationLimitExceeded",
+            }
+            return json_reply(refused, 429, **{"x-amzn-ErrorType": "TooManyRequestsException"})
+        payload = self.handler(json.loads(request.body or b"{}"))
+        with self.lock:
+            self.invocations += 1
+            fail = self.invocations % self.succeed_every != 0
+        if fail:
+            lost = {"Type": "Service", "message": "internal failure"}
+            return json_reply(lost, 500, **{"x-amzn-ErrorType": "ServiceException"})
+        return 200, {}, json.dumps(payload, default=str).encode()
 
 
 @contextmanager

@@ -3,9 +3,7 @@ scraper -> the Tiingo simulator over HTTP and the moto S3 server."""
 
 from __future__ import annotations
 
-import io
 import json
-import logging
 from collections.abc import Iterator
 from datetime import date
 from typing import Any
@@ -17,7 +15,6 @@ import backfill_orchestrator
 from stockpipe import scraper
 from stockpipe.backfill.invoker import InvokeError, LambdaInvoker
 from stockpipe.backfill.progress_store import ProgressStore
-from stockpipe.logs import JsonFormatter
 from stockpipe.objectstore import S3ObjectStore
 from stockpipe.pricestore import PriceStore
 from stockpipe.universe import save_universe
@@ -61,21 +58,6 @@ def lambda_env(monkeypatch, moto_endpoint, bucket, s3_client, simulator) -> Iter
         backfill_orchestrator.runtime.cache_clear()
         yield emulator
     backfill_orchestrator.runtime.cache_clear()
-
-
-@pytest.fixture
-def json_logs() -> Iterator[io.StringIO]:
-    """The JSON lines the stockpipe loggers write (what CloudWatch would receive)."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("stockpipe")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield stream
-    logger.removeHandler(handler)
-    logger.setLevel(level)
 
 
 def test_hourly_runs_backfill_the_universe_within_budget(

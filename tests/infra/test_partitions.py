@@ -40,11 +40,19 @@ def table(glue, bucket) -> CatalogTarget:
 
 
 @pytest.fixture
-def handler(simulator, bucket, table, monkeypatch) -> Iterator:
-    monkeypatch.setenv("DATA_BUCKET", bucket)
-    monkeypatch.setenv("TIINGO_API_TOKEN", TEST_TOKEN)
-    monkeypatch.setenv("TIINGO_BASE_URL", simulator.base_url)
-    for key, value in table.to_env().items():
+def env(simulator, bucket, table) -> dict[str, str]:
+    """The scraper's environment: the bucket, the simulator with its token, the Glue table."""
+    return {
+        "DATA_BUCKET": bucket,
+        "TIINGO_API_TOKEN": TEST_TOKEN,
+        "TIINGO_BASE_URL": simulator.base_url,
+        **table.to_env(),
+    }
+
+
+@pytest.fixture
+def handler(env, monkeypatch) -> Iterator:
+    for key, value in env.items():
         monkeypatch.setenv(key, value)
     lambda_function.runtime.cache_clear()
     yield lambda event: lambda_function.lambda_handler(event, None)
@@ -122,14 +130,8 @@ class CountingGlue:
 
 
 def test_updates_cost_no_glue_call_and_a_new_process_tolerates_existing_partitions(
-    simulator, glue, table, bucket, s3_client
+    env, glue, table, bucket, s3_client
 ):
-    env = {
-        "DATA_BUCKET": bucket,
-        "TIINGO_API_TOKEN": TEST_TOKEN,
-        "TIINGO_BASE_URL": simulator.base_url,
-        **table.to_env(),
-    }
     first = CountingGlue(glue)
     runtime = scraper.runtime_from_env(env, s3_client=s3_client, glue_client=first)
     scraper.handle({"tickers": ["SPY"], "start_date": "2024-06-03", "end_date": "2024-06-05"}, runtime)
@@ -150,14 +152,8 @@ def test_updates_cost_no_glue_call_and_a_new_process_tolerates_existing_partitio
 
 
 def test_when_glue_refuses_the_object_is_not_written_and_the_error_names_table_and_partition(
-    simulator, glue, table, bucket, s3_client
+    env, glue, table, bucket, s3_client
 ):
-    env = {
-        "DATA_BUCKET": bucket,
-        "TIINGO_API_TOKEN": TEST_TOKEN,
-        "TIINGO_BASE_URL": simulator.base_url,
-        **table.to_env(),
-    }
     glue.delete_table(DatabaseName=table.database, Name=table.table)
     runtime = scraper.runtime_from_env(env, s3_client=s3_client, glue_client=glue)
     summary = scraper.handle(

@@ -32,6 +32,14 @@ def closed_port() -> int:
         return sock.getsockname()[1]  # closed again when the block ends: connections are refused
 
 
+def hold_aapl_lease(store: ProgressStore, owner: str) -> None:
+    """AAPL reset, then its first January chunk leased to ``owner`` for ten minutes from now."""
+    now = datetime.now(UTC)
+    store.update(lambda p: prog.reset(p, ["AAPL"]))
+    work = prog.Work("AAPL", "chunk", date(2024, 1, 2), date(2024, 1, 31))
+    store.update(lambda p: prog.claim(p, work, owner=owner, now=now, lease_seconds=600))
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupted_run_gives_its_leases_back_and_the_rerun_starts_at_once(tmp_path, cli, signum):
     data = tmp_path / "data"
@@ -86,18 +94,8 @@ def test_a_run_waiting_for_another_runs_lease_proceeds_as_soon_as_it_is_released
     store = ProgressStore(LocalObjectStore(tmp_path / "data"))
     holder = subprocess.Popen(["sleep", "60"])  # a live process on this host owns the lease
     owner = f"{socket.gethostname()[:30]}-{holder.pid}-deadbeef"
-    now = datetime.now(UTC)
     try:
-        store.update(lambda p: prog.reset(p, ["AAPL"]))
-        store.update(
-            lambda p: prog.claim(
-                p,
-                prog.Work("AAPL", "chunk", date(2024, 1, 2), date(2024, 1, 31)),
-                owner=owner,
-                now=now,
-                lease_seconds=600,
-            )
-        )
+        hold_aapl_lease(store, owner)
         waiting = start(
             tmp_path, "run", "--data-dir", "data", "--tickers", "AAPL", "--start-date", "2024-01-02"
         )
@@ -118,17 +116,7 @@ def test_a_lease_held_past_max_wait_stops_with_exit_3_and_the_time_to_come_back(
     assert cli("run", "--data-dir", "data", "--tickers", "AAPL", "--start-date", "2024-01-02").returncode == 0
     store = ProgressStore(LocalObjectStore(tmp_path / "data"))
     owner = f"{socket.gethostname()[:30]}-{os.getpid()}-cafebabe"  # this test process: alive
-    now = datetime.now(UTC)
-    store.update(lambda p: prog.reset(p, ["AAPL"]))
-    store.update(
-        lambda p: prog.claim(
-            p,
-            prog.Work("AAPL", "chunk", date(2024, 1, 2), date(2024, 1, 31)),
-            owner=owner,
-            now=now,
-            lease_seconds=600,
-        )
-    )
+    hold_aapl_lease(store, owner)
     result = cli(
         "run", "--data-dir", "data", "--tickers", "AAPL", "--start-date", "2024-01-02", "--max-wait", "0"
     )

@@ -127,41 +127,21 @@ def png_pixels(path: Path) -> Iterator[tuple[int, ...]]:
 def report_page(tmp_path_factory) -> Path:
     """A simulated dataset with a real gap (one year missing a few rows) and a stale ticker."""
     work = tmp_path_factory.mktemp("report")
-    stockpipe = Path(sys.executable).with_name("stockpipe")
+
+    def stockpipe(*args: str) -> None:
+        command = [str(Path(sys.executable).with_name("stockpipe")), *args]
+        done = subprocess.run(
+            command, cwd=work, env=clean_env(), capture_output=True, text=True, timeout=300, check=False
+        )
+        assert done.returncode == 0, done.stderr
+
     tickers = "AAPL,MSFT,GOOGL,AMZN,BRK-B,JPM,SPY"
-    done = subprocess.run(
-        [
-            str(stockpipe),
-            "run",
-            "--data-dir",
-            "data",
-            "--tickers",
-            tickers,
-            "--start-date",
-            "2015-01-02",
-            "--chunk-months",
-            "0",
-        ],
-        cwd=work,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    stockpipe(
+        "run", "--data-dir", "data", "--tickers", tickers, "--start-date", "2015-01-02", "--chunk-months", "0"
     )
-    assert done.returncode == 0, done.stderr
     _drop_rows(work / "data", "MSFT", 2019, keep=lambda i: i % 40 != 7)  # 7 missing trading days
     assert PriceStore(LocalObjectStore(work / "data")).read_ticker("MSFT").num_rows > 2000  # still readable
-    written = subprocess.run(
-        [str(stockpipe), "report", "--data-dir", "data", "--output", "out/report.html"],
-        cwd=work,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert written.returncode == 0, written.stderr
+    stockpipe("report", "--data-dir", "data", "--output", "out/report.html")
     return work / "out" / "report.html"
 
 

@@ -32,6 +32,7 @@ from stockpipe.universe import save_universe
 from stockpipe_local import report
 from stockpipe_local.console import BackfillProgress, Console
 from stockpipe_local.exits import ExitCode
+from stockpipe_local.interrupts import stop_deferred, stop_requested
 from stockpipe_local.sources import (
     SIMULATOR,
     SIMULATOR_TOKEN,
@@ -202,6 +203,7 @@ class Runner:
             today=self.today,
             listener=listener,
             owner_gone=owner_process_gone,  # a local run can tell when a lease's owner process has died
+            stop_requested=stop_requested,  # Ctrl-C ends the run between steps (interrupts.stop_deferred)
         )
 
     def _backfill(self, store: ObjectStore, base_url: str, token: str) -> Stop | None:
@@ -222,7 +224,8 @@ class Runner:
                     if stop is not None:
                         return stop
                     continue
-                summary = orchestrator.run(options.tickers, budget=budget)
+                with stop_deferred():
+                    summary = orchestrator.run(options.tickers, budget=budget)
                 self.requests += summary["requests"]
                 if quota is not None:
                     quota.spend(summary["requests"])

@@ -162,6 +162,31 @@ def test_ctrl_c_while_waiting_for_a_step_gives_the_leases_back(world: World) -> 
     assert world.orchestrator().run(TICKERS)["leased_elsewhere"] == []
 
 
+def test_a_requested_stop_ends_the_run_after_its_in_flight_steps(world: World) -> None:
+    """Local Ctrl-C (``stop_requested``, polled between steps): nothing new starts, what is in flight
+    finishes and is recorded, no lease is left, and the run says ``interrupted``."""
+    asked = threading.Event()
+    written: list[str] = []
+
+    def ask_after_the_first(ticker: str, start: date, end: date) -> None:
+        written.append(ticker)
+        asked.set()  # the other step is in flight (delay below): it must finish and count
+
+    world.scraper.delay = 0.3
+    world.scraper.after_write = ask_after_the_first
+    orchestrator = world.orchestrator(concurrency=2, max_chunks_per_request=1)
+    orchestrator.stop_requested = asked.is_set
+    summary = orchestrator.run(TICKERS)
+    assert summary["stopped"] == "interrupted"
+    assert 1 <= len(written) <= 2  # the steps started before the stop, and no other
+    # each recorded, none lost (META's first chunk predates its listing: an empty answer, a failure)
+    assert summary["chunks_done"] + summary["chunks_failed"] == len(written)
+    assert summary["requests"] == len(written)
+    assert leases(world.store) == {}
+    world.scraper.after_write = None
+    assert world.orchestrator().run(TICKERS)["stopped"] == "complete"
+
+
 # ---------------------------------------------------------------- leases of runs that are gone
 
 

@@ -60,8 +60,10 @@ class Orchestrator:
         progress_store: ProgressStore | None = None,
         function_name: str | None = None,
         owner_gone: Callable[[str], bool] | None = None,
+        stop_requested: Callable[[], bool] | None = None,
     ) -> None:
-        """``owner_gone``: for local runs only (``owners.owner_process_gone``), drops leases of dead runs."""
+        """For local runs only: ``owner_gone`` (``owners.owner_process_gone``) drops leases of dead runs;
+        ``stop_requested`` ends a run after its in-flight steps (Ctrl-C; see ``run_loop``)."""
         self.store = store
         self.invoker = invoker
         self.metadata = metadata
@@ -72,6 +74,7 @@ class Orchestrator:
         self.progress = progress_store or ProgressStore(store)
         self.function_name = function_name or os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")
         self.owner_gone = owner_gone
+        self.stop_requested = stop_requested
 
     def handle(
         self, event: Any, *, remaining_ms: Callable[[], int] | None = None
@@ -164,6 +167,7 @@ class Orchestrator:
             remaining_ms=remaining_ms,
             listener=self.listener,
             owner_gone=self.owner_gone,
+            stop_requested=self.stop_requested,
             function_name=self.function_name,
         )
         return loop.run()

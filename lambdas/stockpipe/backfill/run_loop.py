@@ -19,6 +19,11 @@ any concurrency.
 
 Why a run ended (``stopped`` in its summary, a public contract): ``Stopped`` below, or the kind of a
 failure that stops runs (``errors.stops_run``: ``auth``, ``rate_limited``, ``network``).
+
+Stopping on request (local runs: Ctrl-C, SIGTERM) is cooperative: ``stop_requested`` is polled between
+steps and the run ends like any other, its in-flight steps recorded and their leases given back. An
+exception raised into the waiting thread instead can land inside ``concurrent.futures.wait`` while it
+holds the futures' locks, and a worker finishing its step then blocks on them for good.
 """
 
 from __future__ import annotations
@@ -51,6 +56,13 @@ class Stopped(StrEnum):
     NO_WORK = "no_work"  # nothing left this run can do (leased elsewhere, failed this run)
     BUDGET = "budget"  # less than one step's worst case is left of the request budget
     DEADLINE = "deadline"  # the Lambda is about to time out
+    INTERRUPTED = "interrupted"  # local runs: stop_requested said so (Ctrl-C, SIGTERM)
+
+
+# How often a run that can be asked to stop looks at ``stop_requested`` while steps are in flight.
+STOP_POLL_SECONDS = 0.1
+# In-flight steps are left to finish until this long before the Lambda's timeout.
+WAIT_MARGIN_MS = 5000
 
 
 class RunLoop:
@@ -70,9 +82,11 @@ class RunLoop:
         remaining_ms: Callable[[], int] | None = None,
         listener: Listener | None = None,
         owner_gone: Callable[[str], bool] | None = None,
+        stop_requested: Callable[[], bool] | None = None,
         function_name: str = "local",
     ) -> None:
-        """``tickers``: the event's tickers (None: the stored universe); ``candidates``: where to look."""
+        """``tickers``: the event's tickers (None: the stored universe); ``candidates``: where to look;
+        ``stop_requested``: True once the run should end after its in-flight steps."""
         self.progress = progress
         self.execute = execute
         self.settings = settings
@@ -83,6 +97,7 @@ class RunLoop:
         self.remaining_ms = remaining_ms
         self.listener = listener
         self.owner_gone = owner_gone
+        self.stop_requested = stop_requested
         self.function_name = function_name
         self.budget = settings.effective_budget if budget is None else budget
         # A budget smaller than one step's worst case still allows one step at a time.
@@ -111,7 +126,7 @@ class RunLoop:
                 done, _ = wait(
                     list(self.in_flight), timeout=self._wait_seconds(), return_when=FIRST_COMPLETED
                 )
-                if not done:  # the Lambda is about to time out: leave; leases expire, data is upserted
+                if not done and self._out_of_time():  # leave: leases expire, data is upserted
                     self.stopped = Stopped.DEADLINE
                     abandoned = True
                     break
@@ -144,6 +159,9 @@ class RunLoop:
 
     def _launch(self, pool: ThreadPoolExecutor) -> None:
         while self.stopped is None and len(self.in_flight) < self.settings.concurrency:
+            if self.stop_requested is not None and self.stop_requested():
+                self.stopped = Stopped.INTERRUPTED
+                break
             if self._deadline_near():
                 self.stopped = Stopped.DEADLINE
                 break
@@ -274,11 +292,17 @@ class RunLoop:
             self.remaining_ms is not None and self.remaining_ms() < self.settings.stop_margin_seconds * 1000
         )
 
+    def _out_of_time(self) -> bool:
+        """In-flight steps cannot finish before the Lambda's timeout."""
+        return self.remaining_ms is not None and self.remaining_ms() <= WAIT_MARGIN_MS
+
     def _wait_seconds(self) -> float | None:
-        """How long to wait for in-flight steps: until a few seconds before the Lambda timeout."""
-        if self.remaining_ms is None:
-            return None
-        return max(0.0, (self.remaining_ms() - 5000) / 1000)
+        """How long to wait for in-flight steps: until a few seconds before the Lambda timeout, and
+        in slices of ``STOP_POLL_SECONDS`` when the run can be asked to stop."""
+        until = None if self.remaining_ms is None else max(0.0, (self.remaining_ms() - WAIT_MARGIN_MS) / 1000)
+        if self.stop_requested is None:
+            return until
+        return STOP_POLL_SECONDS if until is None else min(until, STOP_POLL_SECONDS)
 
     def _release_all(self) -> None:
         """Best effort on a crash or Ctrl-C: give back our leases so the next run needs no wait.

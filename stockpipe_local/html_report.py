@@ -195,30 +195,24 @@ def _prices(series: TickerSeries) -> go.Figure:
             line={"color": LINE_COLOUR},
         )
     )
-    if series.dividends:
-        figure.add_trace(
-            go.Scatter(
-                x=[d for d, _ in series.dividends],
-                y=[close[d] for d, _ in series.dividends],
-                mode="markers",
-                name="dividend",
-                marker={"color": DIVIDEND_COLOUR, "size": 6},
-                text=[f"dividend {cash:g}" for _, cash in series.dividends],
-                hovertemplate="%{x}: %{text}<extra></extra>",
+    split_marker = {"color": SPLIT_COLOUR, "size": 12, "symbol": "triangle-up"}
+    events = [
+        ("dividend", series.dividends, {"color": DIVIDEND_COLOUR, "size": 6}, "dividend {:g}"),
+        ("split", series.splits, split_marker, "split {:g}:1"),
+    ]
+    for name, dated, marker, label in events:
+        if dated:
+            figure.add_trace(
+                go.Scatter(
+                    x=[d for d, _ in dated],
+                    y=[close[d] for d, _ in dated],
+                    mode="markers",
+                    name=name,
+                    marker=marker,
+                    text=[label.format(value) for _, value in dated],
+                    hovertemplate="%{x}: %{text}<extra></extra>",
+                )
             )
-        )
-    if series.splits:
-        figure.add_trace(
-            go.Scatter(
-                x=[d for d, _ in series.splits],
-                y=[close[d] for d, _ in series.splits],
-                mode="markers",
-                name="split",
-                marker={"color": SPLIT_COLOUR, "size": 12, "symbol": "triangle-up"},
-                text=[f"split {factor:g}:1" for _, factor in series.splits],
-                hovertemplate="%{x}: %{text}<extra></extra>",
-            )
-        )
     figure.update_layout(
         title=f"{series.ticker}: adjusted close ({series.dates[0]} .. {series.dates[-1]})",
         height=320,

@@ -10,12 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from stockpipe.errors import StockpipeError, clean_message
 from stockpipe_local.console import Console
 from stockpipe_local.exits import ExitCode, command_line, exit_now, with_option
-from stockpipe_local.interrupts import InterruptGuard, release_own_leases
+from stockpipe_local.interrupts import InterruptGuard, release_leases_of
 from stockpipe_local.sources import SourceMismatch, default_data_dir
 from stockpipe_local.stack_config import StackConfigError
 
@@ -48,10 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             except KeyboardInterrupt:
                 guard.interrupted = True  # a second signal from here on leaves at once
                 return _interrupted(args, console)
-    except CONFIG_ERRORS as exc:
-        _error(args, exc)
-        return ExitCode.USAGE
-    except StockpipeError as exc:  # e.g. a progress file that cannot be read: a human has to look
+    except (*CONFIG_ERRORS, StockpipeError) as exc:  # e.g. an unreadable progress file: a human has to look
         _error(args, exc)
         return ExitCode.USAGE
 
@@ -66,9 +62,7 @@ def _error(args: argparse.Namespace, exc: BaseException) -> None:
 
 def _interrupted(args: argparse.Namespace, console: Console) -> int:
     """Ctrl-C / SIGTERM: give back every lease this process still holds, then say how to resume."""
-    data_dir = getattr(args, "resolved_data_dir", None)
-    if args.command == "run" and data_dir is not None:
-        release_own_leases(Path(data_dir))
+    release_leases_of(args)
     console.line("")
     console.line("Interrupted; progress is saved. To resume, run:")
     console.command(command_line(args.words))

@@ -25,7 +25,6 @@ def run(args: argparse.Namespace, console: Console) -> ExitCode:
 
     token = os.environ.get("TIINGO_API_TOKEN", "").strip() or None
     use_simulator = token is None if args.simulator is None else args.simulator
-    args.use_simulator = use_simulator
     stack = stack_file(args, args.tickers)
     tickers = args.tickers or stack.tickers
     if not tickers:

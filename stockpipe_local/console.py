@@ -100,9 +100,9 @@ class Console:
             if row[-1]:
                 self.out.print(Text.assemble((row[0], "bold"), f" {header[-1]}: {row[-1]}"))
 
-    def command(self, text: str, *, out: bool = False) -> None:
+    def command(self, text: str) -> None:
         """A command to copy: on its own line, indented, never broken by inserted newlines."""
-        target = self.out if out else (self._live.console if self._live is not None else self.err)
+        target = self._live.console if self._live is not None else self.err
         if target.is_terminal:
             target.print(Text("  " + text, style="bold"), soft_wrap=True)
         else:

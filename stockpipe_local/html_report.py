@@ -18,12 +18,12 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
-from stockpipe.calendar import trading_days
+from stockpipe.calendar import trading_days_after
 from stockpipe.errors import StockpipeError, clean_message
 from stockpipe.layout import PRICES_PREFIX
 from stockpipe.objectstore import LocalObjectStore
 from stockpipe.pricestore import PriceStore
-from stockpipe_local.report import expected_last_day
+from stockpipe_local.report import expected_last_day, missing_trading_days
 
 SPLIT_COLOUR = "#d62728"
 DIVIDEND_COLOUR = "#2ca02c"
@@ -63,19 +63,14 @@ def missing_by_year(series: TickerSeries, due: date) -> dict[int, int]:
     """Missing trading days per calendar year, between the first stored date and ``due``."""
     if not series.dates:
         return {}
-    stored = set(series.dates)
     missing: dict[int, int] = {year: 0 for year in range(series.dates[0].year, due.year + 1)}
-    for day in trading_days(series.dates[0], due):
-        if day not in stored:
-            missing[day.year] += 1
+    for day in missing_trading_days(series.dates, series.dates[0], due):
+        missing[day.year] += 1
     return missing
 
 
 def trading_days_behind(series: TickerSeries, due: date) -> int | None:
-    if not series.dates:
-        return None
-    last = series.dates[-1]
-    return sum(1 for day in trading_days(last, due) if day > last)
+    return trading_days_after(series.dates[-1], due) if series.dates else None
 
 
 def write_report(

@@ -78,6 +78,13 @@ def release_own_leases(data_dir: Path) -> None:
         )
 
 
+def release_leases_of(args: argparse.Namespace) -> None:
+    """After an interrupted ``run`` (once its data directory is known): ``release_own_leases`` there."""
+    data_dir = getattr(args, "resolved_data_dir", None)
+    if args.command == "run" and data_dir is not None:
+        release_own_leases(Path(data_dir))
+
+
 class InterruptGuard:
     """Installs the SIGINT/SIGTERM handler for one command (main thread only) and restores the old one."""
 
@@ -115,9 +122,7 @@ class InterruptGuard:
             self._leave_now()
 
     def _leave_now(self) -> None:
-        data_dir = getattr(self.args, "resolved_data_dir", None)
-        if self.args.command == "run" and data_dir is not None:
-            release_own_leases(Path(data_dir))
+        release_leases_of(self.args)
         with contextlib.suppress(Exception):
             sys.stderr.write(f"\nStopped at once; to resume, run:\n  {command_line(self.args.words)}\n")
             sys.stderr.flush()

@@ -32,7 +32,6 @@ class StackConfig:
     start_date: date = date(2000, 1, 1)
     chunk_months: int = 6
     requests_per_hour: int = 50
-    source: Path | None = None  # the file they came from; None: built-in defaults
 
 
 def load_stack_config(
@@ -61,7 +60,6 @@ def load_stack_config(
         start_date=settings.backfill_start_date,
         chunk_months=settings.backfill_chunk_months,
         requests_per_hour=settings.tiingo_requests_per_hour,
-        source=file,
     )
 
 

@@ -20,7 +20,7 @@ from datetime import date, timedelta
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-from stockpipe.calendar import is_trading_day, trading_days
+from stockpipe.calendar import is_trading_day, previous_trading_day, trading_days
 from stockpipe.tickers import normalize_ticker
 
 DEFAULT_TICKERS: dict[str, date] = {
@@ -142,13 +142,6 @@ def _day_uniforms(prefix: Any, ordinal: int) -> tuple[float, ...]:
 def _next_trading_day(day: date) -> date:
     while not is_trading_day(day):
         day += timedelta(days=1)
-    return day
-
-
-def _previous_trading_day(day: date) -> date:
-    day -= timedelta(days=1)
-    while not is_trading_day(day):
-        day -= timedelta(days=1)
     return day
 
 
@@ -285,7 +278,7 @@ class Market:
                 day = _next_trading_day(date(year, month, 10))
                 if day > today:
                     break
-                prev_close = _raw_bar(self.seed, symbol, p, _previous_trading_day(day))[3]
+                prev_close = _raw_bar(self.seed, symbol, p, previous_trading_day(day))[3]
                 split, _ = events.get(day, (1.0, 0.0))
                 events[day] = (split, round(prev_close * p.quarterly_yield, 4))
         for day, (split, cash) in extra.items():
@@ -300,7 +293,7 @@ class Market:
             multiplier = 1.0 / split
             if cash and days[i] > p.first:
                 # CRSP-style: the dividend's share of the (split-adjusted) previous close.
-                prev_close = _raw_bar(self.seed, symbol, p, _previous_trading_day(days[i]))[3] / split
+                prev_close = _raw_bar(self.seed, symbol, p, previous_trading_day(days[i]))[3] / split
                 multiplier *= max(1.0 - cash / prev_close, 0.01)
             price_after[i] = price_after[i + 1] * multiplier
             volume_after[i] = volume_after[i + 1] * split
@@ -352,7 +345,7 @@ class Market:
         p = _params(self.seed, symbol, self.first(symbol))
         if today < p.first:
             return []
-        day = today if is_trading_day(today) else _previous_trading_day(today)
+        day = today if is_trading_day(today) else previous_trading_day(today)
         rows = self.rows(symbol, day, day, today=today, float_volume=float_volume)
         for row in rows:
             row["date"] = f"{row['date'][:10]}T00:00:00+00:00"
@@ -363,7 +356,7 @@ class Market:
         p = _params(self.seed, symbol, self.first(symbol))
         name, exchange = _NAMES.get(symbol, (f"{symbol} Simulated Corp", "NYSE"))
         has_data = p.first <= today
-        last = today if is_trading_day(today) else _previous_trading_day(today)
+        last = today if is_trading_day(today) else previous_trading_day(today)
         return {
             "ticker": symbol.lower(),
             "name": name,

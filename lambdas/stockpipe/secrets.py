@@ -54,22 +54,20 @@ class TokenSource:
         """The token to send now (re-read first when it is older than ``max_age``)."""
         with self._lock:
             if self.max_age is not None and self._clock() - self._read_at >= self.max_age:
-                self._reread(keep_on_error=True)
+                self._reread()
             return self._token
 
     def refresh(self, refused: str) -> str:
         """After Tiingo refused ``refused``: re-read now (unless another thread already did)."""
         with self._lock:
             if self._token == refused:
-                self._reread(keep_on_error=True)
+                self._reread()
             return self._token
 
-    def _reread(self, *, keep_on_error: bool) -> None:
+    def _reread(self) -> None:
         try:
             self._token = _checked(self._read())
         except ValueError as exc:
-            if not keep_on_error:
-                raise
             # Secrets Manager unavailable for a moment: the cached token usually still works.
             _log.warning("keeping the cached Tiingo token", extra={"detail": str(exc)})
         self._read_at = self._clock()

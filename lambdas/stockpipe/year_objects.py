@@ -46,10 +46,6 @@ class UnreadableObject(ValueError):
     """What is wrong with a stored object, in our words: pyarrow's messages can quote stored values."""
 
 
-def empty(table: pa.Table) -> YearObject:
-    return YearObject(table, None, None)
-
-
 def merge(stored: pa.Table, new: pa.Table) -> pa.Table:
     """Upsert: rows of ``new`` replace stored rows of the same date; other stored rows are kept."""
     if stored.num_rows == 0:

@@ -2,7 +2,7 @@
 
 Chunks are contiguous and inclusive, so a backfill resumed from any ``next_start`` covers
 ``[start, end]`` exactly once, whatever happened to earlier runs. A history extended to an earlier
-start is walked backwards from the first fetched day (``previous_chunk``), so what is fetched always
+start is walked backwards from the first fetched day (``backward_run``), so what is fetched always
 stays one contiguous range.
 
 The chunk is the unit of planning, progress and retry, not of requests: one scraper request covers a
@@ -13,7 +13,6 @@ The chunk is the unit of planning, progress and retry, not of requests: one scra
 from __future__ import annotations
 
 import calendar
-from collections import deque
 from collections.abc import Iterator
 from datetime import date, timedelta
 
@@ -42,16 +41,6 @@ def next_chunk(next_start: date | None, end: date, chunk_months: int) -> tuple[d
     if next_start is None or next_start > end:
         return None
     return next_start, chunk_end(next_start, end, chunk_months)
-
-
-def previous_chunk(start: date, before: date, chunk_months: int) -> tuple[date, date] | None:
-    """The last chunk of ``[start, before)`` on the chunk grid from ``start``; None when it is empty.
-
-    Walking an extended history backwards this way keeps the fetched range contiguous and costs
-    exactly as many chunks as walking it forwards.
-    """
-    last = deque(iter_chunks(start, before - ONE_DAY, chunk_months), maxlen=1)
-    return last[0] if last else None
 
 
 def forward_run(

@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 
 from stockpipe.layout import UNIVERSE_KEY
-from stockpipe.objectstore import ObjectStore
+from stockpipe.objectstore import ObjectStore, StoredObject
 from stockpipe.tickers import normalize_tickers
 
-__all__ = ["UNIVERSE_KEY", "load_universe", "save_universe"]
+__all__ = ["UNIVERSE_KEY", "load_universe", "parse_universe", "save_universe"]
 
 
 def load_universe(store: ObjectStore) -> list[str]:
     """The stored universe, validated; ValueError naming the object when missing or malformed."""
-    stored = store.get(UNIVERSE_KEY)
-    where = store.describe(UNIVERSE_KEY)
+    return parse_universe(store.get(UNIVERSE_KEY), store.describe(UNIVERSE_KEY))
+
+
+def parse_universe(stored: StoredObject | None, where: str) -> list[str]:
+    """``stored`` (the object at ``where``, None: absent) as the universe, as ``load_universe`` reads it."""
     if stored is None:
         raise ValueError(
             f"no tickers given and no universe at {where} (pulumi up writes it from stack config)"

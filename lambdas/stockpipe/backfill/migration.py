@@ -26,21 +26,18 @@ from stockpipe.backfill.settings import MAX_TICKERS, BackfillSettings
 from stockpipe.errors import PreconditionFailed, StoreError
 from stockpipe.layout import PROGRESS_KEY, UNIVERSE_KEY, ticker_progress_key
 from stockpipe.logs import get_logger
-from stockpipe.universe import load_universe
+from stockpipe.objectstore import StoredObject
+from stockpipe.universe import parse_universe
 
 log = get_logger("backfill")
 
 
-def universe_version(progress: ProgressStore) -> str | None:
-    """The stored universe's version (None: there is none)."""
-    stored = progress.store.get(UNIVERSE_KEY)
-    return None if stored is None else stored.version
-
-
-def stored_universe(progress: ProgressStore) -> list[str]:
-    """The stored universe; ValueError naming the object when missing, malformed or over MAX_TICKERS."""
-    tickers = load_universe(progress.store)
-    check_size(tickers, f"the universe at {progress.store.describe(UNIVERSE_KEY)}")
+def stored_universe(progress: ProgressStore, stored: StoredObject | None) -> list[str]:
+    """``stored``, the universe object as read; ValueError naming it when missing, malformed or over
+    MAX_TICKERS."""
+    where = progress.store.describe(UNIVERSE_KEY)
+    tickers = parse_universe(stored, where)
+    check_size(tickers, f"the universe at {where}")
     return tickers
 
 
@@ -57,15 +54,18 @@ def prepare(
     """The index root, after migrating ``progress.json`` and syncing when needed.
 
     ``strict``: a missing or malformed universe is a ValueError (a run needs it); otherwise it counts
-    as no universe (``status``, ``retry``, ``reset`` still answer).
+    as no universe (``status``, ``retry``, ``reset`` still answer). The universe is read once.
     """
+    stored = progress.store.get(UNIVERSE_KEY)
+    if strict and stored is None:
+        stored_universe(progress, stored)  # the ValueError that names where the universe belongs
+    version = None if stored is None else stored.version
     root, exists = progress.index.root()
-    version = universe_version(progress)
     target = Synced(version, settings.start_date, settings.chunk_months)
     if exists and root.synced == target:
         return root
     try:
-        universe = stored_universe(progress) if version is not None else []
+        universe = stored_universe(progress, stored) if stored is not None else []
     except ValueError:
         if strict:
             raise

@@ -19,7 +19,7 @@ from stockpipe.backfill import progress as prog
 from stockpipe.backfill.answers import ActionAnswer, RunSummary, StatusAnswer
 from stockpipe.backfill.events import ActionEvent, Event, RunEvent, parse_event
 from stockpipe.backfill.invoker import Invoker
-from stockpipe.backfill.migration import check_size, prepare, stored_universe, universe_version
+from stockpipe.backfill.migration import check_size, prepare
 from stockpipe.backfill.progress_store import ProgressStore
 from stockpipe.backfill.run_loop import RunLoop
 from stockpipe.backfill.settings import BackfillSettings
@@ -145,8 +145,6 @@ class Orchestrator:
         names = list(dict.fromkeys(tickers)) if tickers else None
         if names is not None:
             check_size(names, "the event's 'tickers'")
-        if names is None and universe_version(self.progress) is None:
-            stored_universe(self.progress)  # no universe: the ValueError that names where it belongs
         root = prepare(self.progress, self.settings, self.clock(), strict=names is None)
         candidates = (
             iter(names)

@@ -21,14 +21,15 @@ settings, token = read_stack_config()
 
 data = DataBucket("data", tickers=settings.tickers, existing_bucket=settings.bucket_name)
 secret = TiingoSecret("tiingo-token", token=token)
-topic = AlarmTopic("alarms", email=settings.alarm_email)
+account_id = aws.get_caller_identity_output().account_id
+topic = AlarmTopic("alarms", email=settings.alarm_email, account_id=account_id)
 shared = SharedInfra(
     settings=settings,
     bucket_name=data.bucket_name,
     bucket_arn=data.bucket_arn,
     secret_arn=secret.secret_arn,
     alarm_topic_arn=topic.topic_arn,
-    account_id=aws.get_caller_identity_output().account_id,
+    account_id=account_id,
 )
 catalog = PriceCatalog("catalog", PriceCatalogArgs(bucket_name=data.bucket_name))
 scraper = PriceScraper("tiingo-price-scraper", PriceScraperArgs(shared=shared, catalog=catalog.table_ref()))

@@ -130,16 +130,12 @@ class AlarmTopic(pulumi.ComponentResource):
         name: str,
         *,
         email: str | None,
-        account_id: pulumi.Input[str] | None = None,
+        account_id: pulumi.Input[str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("stock-pipeline:monitoring:AlarmTopic", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         stack = pulumi.get_stack()
-        if account_id is None:
-            account_id = aws.get_caller_identity_output(
-                opts=pulumi.InvokeOutputOptions(parent=self)
-            ).account_id
         key = aws.kms.Key(
             f"{name}-key",
             description=f"Encrypts the stock-pipeline alarm topic ({stack}); usable by CloudWatch alarms",

@@ -18,7 +18,7 @@ from components.bucket_controls import bucket_controls
 from components.naming import (
     ATHENA_NAMED_QUERY_NAME_MAX,
     ATHENA_WORKGROUP_NAME_MAX,
-    S3_BUCKET_PREFIX_MAX,
+    bucket_prefix,
     physical_name,
 )
 from components.queries import NamedQuerySpec, named_queries
@@ -76,10 +76,9 @@ class AthenaWorkgroup(pulumi.ComponentResource):
         return pulumi.ResourceOptions(parent=self, **kw)
 
     def _results_bucket(self) -> aws.s3.Bucket:
-        prefix = physical_name("stock-pipeline-athena", self._stack, max_length=S3_BUCKET_PREFIX_MAX - 1)
         bucket = aws.s3.Bucket(
             f"{self._name}-results",
-            bucket_prefix=prefix + "-",
+            bucket_prefix=bucket_prefix("stock-pipeline-athena", self._stack),
             force_destroy=True,  # query results only: `pulumi destroy` may empty the bucket
             tags={"project": "stock-pipeline", "stack": self._stack},
             opts=self._child(),

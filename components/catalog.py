@@ -161,7 +161,6 @@ class PriceCatalog(pulumi.ComponentResource):
         )
 
     def _table(self, database: aws.glue.CatalogDatabase, bucket: pulumi.Output[str]) -> aws.glue.CatalogTable:
-        spec = bucket.apply(table_input)
         static = table_input("<bucket>")  # everything but the location is the same for every bucket
         descriptor, serde = static["StorageDescriptor"], static["StorageDescriptor"]["SerdeInfo"]
         return aws.glue.CatalogTable(
@@ -173,7 +172,7 @@ class PriceCatalog(pulumi.ComponentResource):
             parameters=static["Parameters"],
             partition_keys=_columns(static["PartitionKeys"]),
             storage_descriptor={
-                "location": spec.apply(lambda s: s["StorageDescriptor"]["Location"]),
+                "location": bucket.apply(dataset_location),
                 "input_format": descriptor["InputFormat"],
                 "output_format": descriptor["OutputFormat"],
                 "ser_de_info": {

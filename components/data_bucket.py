@@ -10,7 +10,7 @@ import pulumi_aws as aws
 
 from components import policies
 from components.bucket_controls import bucket_controls
-from components.naming import physical_name
+from components.naming import bucket_prefix
 
 NONCURRENT_VERSION_DAYS = 30
 ABORT_UPLOAD_DAYS = 7
@@ -68,7 +68,7 @@ class DataBucket(pulumi.ComponentResource):
             bucket = aws.s3.Bucket(
                 f"{name}-bucket",
                 # A prefix, not a fixed name: bucket names are global, several accounts may run this stack.
-                bucket_prefix=physical_name("stock-pipeline-data", stack, max_length=36) + "-",
+                bucket_prefix=bucket_prefix("stock-pipeline-data", stack),
                 force_destroy=False,
                 tags={"project": "stock-pipeline", "stack": stack},
                 opts=child,

@@ -33,6 +33,11 @@ def physical_name(base: str, stack: str, *, suffix: str = "", max_length: int = 
     return f"{name[: max_length - 9].rstrip('-')}-{digest}"
 
 
+def bucket_prefix(base: str, stack: str) -> str:
+    """A ``bucket_prefix``: ``<base>-<stack>-``, short enough for Pulumi's 26-character suffix."""
+    return physical_name(base, stack, max_length=S3_BUCKET_PREFIX_MAX - 1) + "-"
+
+
 def glue_name(base: str, stack: str) -> str:
     """Glue/Athena names: lower-case with underscores (a hyphen would need quoting in every query)."""
     return physical_name(base, stack, max_length=GLUE_NAME_MAX).replace("-", "_")

@@ -32,10 +32,10 @@ ORCHESTRATOR_OBJECTS = (
 )
 # The top-level prefixes the pipeline owns in its bucket: lifecycle rules are scoped to these, so an
 # adopted bucket's other data is never touched.
-PIPELINE_PREFIXES = tuple(
-    dict.fromkeys(
-        key.split("/", 1)[0] + "/" for key in (layout.PRICES_PREFIX, UNIVERSE_KEY, layout.PROGRESS_KEY)
-    )
+PIPELINE_PREFIXES = (
+    layout.PRICES_PREFIX.split("/", 1)[0] + "/",
+    UNIVERSE_KEY.split("/", 1)[0] + "/",
+    BACKFILL_PREFIX,
 )
 
 

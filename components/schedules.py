@@ -28,7 +28,6 @@ class ScheduleSpec:
     timezone: str
     description: str
     payload: str = "{}"  # both handlers take an empty event on their scheduled runs
-    group: str | None = None  # the schedule group's physical name; None = the schedule's name
 
 
 def scheduler_role_policy(function_arn: str, dlq_arn: str) -> dict:
@@ -47,7 +46,9 @@ def create_schedule(
     parent: pulumi.Resource,
 ) -> aws.scheduler.Schedule:
     child = pulumi.ResourceOptions(parent=parent)
-    group = aws.scheduler.ScheduleGroup(f"{name}-schedule-group", name=spec.group or spec.name, opts=child)
+    group = aws.scheduler.ScheduleGroup(
+        f"{name}-schedule-group", name=spec.name, opts=child
+    )  # one group per schedule
     role = aws.iam.Role(
         f"{name}-scheduler-role",
         name=role_name,

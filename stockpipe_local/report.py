@@ -7,7 +7,6 @@ ticker's note (kind ``store``), never the end of the report.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -160,19 +159,6 @@ def counts_line(reports: Sequence[TickerReport]) -> str:
     states = [r.state for r in reports]
     parts = [f"{states.count(s)} {s.replace('_', ' ')}" for s in ("done", "in_progress", "parked", "pending")]
     return ", ".join(parts)
-
-
-def json_object(body: bytes | None, where: str) -> dict[str, Any]:
-    """A stored JSON object (the catch-up marker), or StoreError naming the file."""
-    if body is None:
-        return {}
-    try:
-        value = json.loads(body)
-    except ValueError:
-        raise StoreError(f"{where} is not valid JSON") from None
-    if not isinstance(value, dict):
-        raise StoreError(f"{where} must be a JSON object")
-    return value
 
 
 def parquet_glob(data_dir: str | os.PathLike[str]) -> str:

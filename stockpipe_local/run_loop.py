@@ -40,8 +40,8 @@ from stockpipe_local.sources import (
     QuotaWindow,
     check_source,
     estimate_requests,
+    json_object,
     put_json_merged,
-    retry_lost_races,
     source_of,
 )
 
@@ -118,7 +118,7 @@ class Runner:
         failed: dict[str, str] = {}
         with self._tiingo() as (base_url, token, source):
             check_source(store, source, options.data_dir)
-            retry_lost_races(lambda: save_universe(store, options.tickers))
+            save_universe(store, options.tickers)
             if self.quota is not None:
                 self._announce_cost(store)
             stop = self._backfill(store, base_url, token)
@@ -298,7 +298,7 @@ class Runner:
         today = self.today()
         progress = ProgressStore(store).load()
         marker = store.get(CATCHUP_KEY)
-        caught = report.json_object(marker.body if marker else None, store.describe(CATCHUP_KEY))
+        caught = json_object(marker.body if marker else None, store.describe(CATCHUP_KEY))
         due = [
             t
             for t in self.options.tickers

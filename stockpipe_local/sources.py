@@ -14,11 +14,12 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from stockpipe.backfill import progress as prog
-from stockpipe.errors import PreconditionFailed, StoreError
-from stockpipe.objectstore import ObjectStore
+from stockpipe.errors import StoreError
+from stockpipe.objectstore import ObjectStore, compare_and_swap
 
 SIMULATOR = "simulator"
 TIINGO = "tiingo"
@@ -28,7 +29,6 @@ SIMULATOR_TOKEN = "local-simulator-token"  # noqa: S105 - the loopback simulator
 QUOTA_SAFETY_SECONDS = 5  # start a new window a little after the clock hour
 TIINGO_HOST = "api.tiingo.com"
 _SOURCE_NAMES = {SIMULATOR: "the built-in simulator", TIINGO: "the real Tiingo API"}
-_MAX_RACES = 10
 
 
 def source_of(use_simulator: bool, base_url: str | None) -> str:
@@ -62,13 +62,11 @@ def check_source(store: ObjectStore, source: str, data_dir: Path) -> None:
 
     Two runs starting at once on a new directory race on the marker: the loser re-reads it.
     """
-    for _ in range(_MAX_RACES):
+
+    def attempt(_lost: int) -> None:
         marker = store.get(SOURCE_KEY)
-        if marker is None:
-            try:
-                store.put(SOURCE_KEY, json.dumps({"source": source}).encode(), expected_version=None)
-            except PreconditionFailed:
-                continue  # another run wrote it first: read what it wrote
+        if marker is None:  # PreconditionFailed: another run wrote it first, read what it wrote
+            store.put(SOURCE_KEY, json.dumps({"source": source}).encode(), expected_version=None)
             return
         try:
             stored = json.loads(marker.body).get("source")
@@ -76,40 +74,37 @@ def check_source(store: ObjectStore, source: str, data_dir: Path) -> None:
             raise StoreError(f"{store.describe(SOURCE_KEY)} is not a JSON object with a 'source'") from None
         if stored != source:
             raise SourceMismatch(data_dir, str(stored), source)
-        return
-    raise StoreError(f"{store.describe(SOURCE_KEY)} kept changing while it was read")
+
+    compare_and_swap(attempt, what=store.describe(SOURCE_KEY))
+
+
+def json_object(body: bytes | None, where: str) -> dict[str, Any]:
+    """A stored JSON object (``{}`` when absent), or StoreError naming the file."""
+    if body is None:
+        return {}
+    try:
+        value = json.loads(body)
+    except ValueError:
+        raise StoreError(f"{where} is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise StoreError(f"{where} must be a JSON object")
+    return value
 
 
 def put_json_merged(store: ObjectStore, key: str, updates: dict[str, str]) -> None:
     """Merge ``updates`` into the JSON object at ``key`` by compare-and-swap (a lost race re-reads)."""
-    for _ in range(_MAX_RACES):
+
+    def attempt(_lost: int) -> None:
         current = store.get(key)
-        try:
-            merged = {**(json.loads(current.body) if current else {}), **updates}
-        except ValueError:
-            raise StoreError(f"{store.describe(key)} is not valid JSON") from None
-        try:
-            store.put(
-                key,
-                json.dumps(merged, indent=1, sort_keys=True).encode(),
-                expected_version=current.version if current else None,
-                content_type="application/json",
-            )
-        except PreconditionFailed:
-            continue
-        return
-    raise StoreError(f"{store.describe(key)} kept changing while it was written")
+        merged = {**json_object(current.body if current else None, store.describe(key)), **updates}
+        store.put(
+            key,
+            json.dumps(merged, indent=1, sort_keys=True).encode(),
+            expected_version=current.version if current else None,
+            content_type="application/json",
+        )
 
-
-def retry_lost_races(write: Callable[[], None]) -> None:
-    """Run a read-then-write (e.g. save_universe) again when another run wrote first."""
-    for attempt in range(_MAX_RACES):
-        try:
-            write()
-            return
-        except PreconditionFailed:
-            if attempt == _MAX_RACES - 1:
-                raise
+    compare_and_swap(attempt, what=store.describe(key))
 
 
 @dataclass(frozen=True)

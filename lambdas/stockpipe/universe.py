@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from stockpipe.layout import UNIVERSE_KEY
-from stockpipe.objectstore import ObjectStore, StoredObject
+from stockpipe.objectstore import ObjectStore, StoredObject, compare_and_swap
 from stockpipe.tickers import normalize_tickers
 
 __all__ = ["UNIVERSE_KEY", "load_universe", "parse_universe", "save_universe"]
@@ -32,12 +32,17 @@ def parse_universe(stored: StoredObject | None, where: str) -> list[str]:
 
 
 def save_universe(store: ObjectStore, tickers: list[str]) -> None:
-    """Used by local runs and tests; in AWS the Pulumi program writes this object."""
+    """Used by local runs and tests; in AWS the Pulumi program writes this object. A write that loses a
+    race to another run's is done again over what that run wrote (``compare_and_swap``)."""
     body = json.dumps(normalize_tickers(tickers)).encode()
-    current = store.get(UNIVERSE_KEY)
-    store.put(
-        UNIVERSE_KEY,
-        body,
-        expected_version=current.version if current else None,
-        content_type="application/json",
-    )
+
+    def attempt(_lost: int) -> None:
+        current = store.get(UNIVERSE_KEY)
+        store.put(
+            UNIVERSE_KEY,
+            body,
+            expected_version=current.version if current else None,
+            content_type="application/json",
+        )
+
+    compare_and_swap(attempt, what=store.describe(UNIVERSE_KEY))

@@ -122,9 +122,10 @@ class Runner:
             if self.quota is not None:
                 self._announce_cost(store)
             stop = self._backfill(store, base_url, token)
+            progress = ProgressStore(store).load(options.tickers)  # the catch-up writes prices, not progress
             if stop is None:
-                stop, failed = self._catch_up(store, base_url, token)
-        reports = report.build_report(store, options.tickers, ProgressStore(store).load(), today=self.today())
+                stop, failed = self._catch_up(store, base_url, token, progress)
+        reports = report.build_report(store, options.tickers, progress, today=self.today())
         if stop is not None:
             code = ExitCode.STOPPED
         elif failed or any(r.state == "parked" for r in reports):
@@ -291,12 +292,13 @@ class Runner:
 
     # -------------------------------------------------------------- catch-up
 
-    def _catch_up(self, store: ObjectStore, base_url: str, token: str) -> tuple[Stop | None, dict[str, str]]:
+    def _catch_up(
+        self, store: ObjectStore, base_url: str, token: str, progress: prog.Progress
+    ) -> tuple[Stop | None, dict[str, str]]:
         """The daily scraper's job, once per day: from each backfill's end (minus a lookback) to today."""
         from stockpipe import scraper
 
         today = self.today()
-        progress = ProgressStore(store).load()
         marker = store.get(CATCHUP_KEY)
         caught = json_object(marker.body if marker else None, store.describe(CATCHUP_KEY))
         due = [

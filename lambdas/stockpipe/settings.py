@@ -22,7 +22,7 @@ variable                       settings
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import date
 from typing import Any, Final, Self
@@ -59,12 +59,14 @@ def env_date(env: Mapping[str, str], name: str, default: date) -> date:
         raise ValueError(f"{name} must be a date YYYY-MM-DD, got {raw!r}") from None
 
 
-def _var(name: str, *, optional: bool = False, minimum: int = 0) -> dict[str, Any]:
+def env_var(name: str, *, optional: bool = False, minimum: int = 0) -> dict[str, Any]:
+    """A settings field's metadata: its variable, whether it is written only when not the default, and
+    the smallest integer accepted."""
     return {"env": name, "optional": optional, "minimum": minimum}
 
 
 class EnvSettings:
-    """``from_env`` / ``to_env`` over the dataclass fields' ``env`` metadata (str and int fields)."""
+    """``from_env`` / ``to_env`` over the dataclass fields' ``env`` metadata (str, int and date fields)."""
 
     @classmethod
     def env_names(cls) -> dict[str, str]:
@@ -78,18 +80,27 @@ class EnvSettings:
             name = f.metadata["env"]
             if isinstance(f.default, int):
                 values[f.name] = env_int(env, name, f.default, minimum=f.metadata["minimum"])
+            elif isinstance(f.default, date):
+                values[f.name] = env_date(env, name, f.default)
             else:
                 values[f.name] = env.get(name, "").strip() or f.default
         return cls(**values)
 
-    def to_env(self) -> dict[str, Any]:
-        """The variables that make ``from_env`` return these settings."""
+    def to_env(self, names: Iterable[str] | None = None) -> dict[str, Any]:
+        """The variables that make ``from_env`` return these settings.
+
+        ``names`` (field names, in the order wanted): only those variables, each written; the others
+        then take their defaults in ``from_env``. KeyError for a name that is not a field.
+        """
+        by_name = {f.name: f for f in fields(self)}  # type: ignore[arg-type]
+        chosen = by_name.values() if names is None else [by_name[name] for name in names]
         out: dict[str, Any] = {}
-        for f in fields(self):  # type: ignore[arg-type]
+        for f in chosen:
             value = getattr(self, f.name)
-            if f.metadata["optional"] and value == f.default:
+            if names is None and f.metadata["optional"] and value == f.default:
                 continue
-            out[f.metadata["env"]] = str(value) if isinstance(value, int | str) else value
+            # str(date) is ISO; anything else (a Pulumi Output) is written as it is
+            out[f.metadata["env"]] = str(value) if isinstance(value, int | str | date) else value
         return out
 
 
@@ -97,8 +108,8 @@ class EnvSettings:
 class StoreSettings(EnvSettings):
     """Where the data lives: ``s3://$DATA_BUCKET`` in AWS, ``$DATA_DIR`` (same layout) for local runs."""
 
-    bucket: str = field(default="", metadata=_var("DATA_BUCKET", optional=True))
-    directory: str = field(default="", metadata=_var("DATA_DIR", optional=True))
+    bucket: str = field(default="", metadata=env_var("DATA_BUCKET", optional=True))
+    directory: str = field(default="", metadata=env_var("DATA_DIR", optional=True))
 
     def location(self) -> str:
         if self.bucket:
@@ -117,16 +128,18 @@ def data_location(env: Mapping[str, str]) -> str:
 class TiingoSettings(EnvSettings):
     """How both Lambdas reach Tiingo: every ``TIINGO_*`` variable but the token itself."""
 
-    base_url: str = field(default=DEFAULT_TIINGO_BASE_URL, metadata=_var("TIINGO_BASE_URL", optional=True))
+    base_url: str = field(default=DEFAULT_TIINGO_BASE_URL, metadata=env_var("TIINGO_BASE_URL", optional=True))
     # Client-side limit of requests per hour, 0 = none. The stack sets the plan's quota
     # (tiingoRequestsPerHour); a local run without it has no limit.
-    requests_per_hour: int = field(default=0, metadata=_var("TIINGO_REQUESTS_PER_HOUR"))
+    requests_per_hour: int = field(default=0, metadata=env_var("TIINGO_REQUESTS_PER_HOUR"))
     # Longest wait for that limit before the run stops (the next run goes on).
     max_limit_wait_seconds: int = field(
-        default=60, metadata=_var("TIINGO_MAX_LIMIT_WAIT_SECONDS", optional=True)
+        default=60, metadata=env_var("TIINGO_MAX_LIMIT_WAIT_SECONDS", optional=True)
     )
     # A rotated secret is read again after this many minutes (stack: tiingoTokenMaxAgeMinutes).
-    token_max_age_minutes: int = field(default=15, metadata=_var("TIINGO_TOKEN_MAX_AGE_MINUTES", minimum=1))
+    token_max_age_minutes: int = field(
+        default=15, metadata=env_var("TIINGO_TOKEN_MAX_AGE_MINUTES", minimum=1)
+    )
 
 
 @dataclass(frozen=True)
@@ -137,22 +150,22 @@ class TokenSettings(EnvSettings):
     Pulumi program never sets that variable (the policy pack refuses it).
     """
 
-    secret_arn: str = field(default="", metadata=_var("TIINGO_SECRET_ARN", optional=True))
+    secret_arn: str = field(default="", metadata=env_var("TIINGO_SECRET_ARN", optional=True))
 
 
 @dataclass(frozen=True)
 class ScraperSettings(EnvSettings):
     """The scraper's own tunables (stack: scraperConcurrency, lookbackDays)."""
 
-    concurrency: int = field(default=8, metadata=_var("SCRAPER_CONCURRENCY", minimum=1))
-    lookback_days: int = field(default=7, metadata=_var("LOOKBACK_DAYS"))
+    concurrency: int = field(default=8, metadata=env_var("SCRAPER_CONCURRENCY", minimum=1))
+    lookback_days: int = field(default=7, metadata=env_var("LOOKBACK_DAYS"))
 
 
 @dataclass(frozen=True)
 class LogSettings(EnvSettings):
     """The handlers' log level (stack: logLevel)."""
 
-    level: str = field(default="INFO", metadata=_var("LOG_LEVEL"))
+    level: str = field(default="INFO", metadata=env_var("LOG_LEVEL"))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Self:

@@ -38,13 +38,16 @@ def status_answer(
     following: tuple[str, str] | None = None
     if event.tickers:
         names = list(event.tickers)
-        entries = progress.index.entries(names)
         total = len(names)
     else:
         names, following = progress.index.listed(root, state=event.state, limit=event.limit, after=event.page)
-        entries = progress.index.entries(names)
         total = counts[event.state] if event.state else sum(counts.values())  # type: ignore[literal-required]
     stored = progress.read_many(names)
+    # The index answers only what a ticker's object cannot: an unreadable one's state, an absent one's
+    # existence. Its shards are read for those alone (a page's are read once, by ``listed``).
+    entries = progress.index.entries(
+        [n for n in names if isinstance(stored[n], StoreError) or stored[n][0] is None]
+    )
     details: dict[str, StatusTicker] = {}
     unknown = []
     for name in names:

@@ -21,7 +21,7 @@ from components.naming import (
     bucket_prefix,
     physical_name,
 )
-from components.queries import NamedQuerySpec, named_queries
+from components.queries import named_queries
 
 COMPONENT_TYPE = "stock-pipeline:analytics:AthenaWorkgroup"
 RESULTS_PREFIX = "results/"
@@ -135,12 +135,7 @@ class AthenaWorkgroup(pulumi.ComponentResource):
                 description=spec.description,
                 database=database,
                 workgroup=workgroup.name,
-                query=database.apply(lambda db, i=index: _sql(db, args.example_tickers, i)),
+                query=database.apply(lambda db, i=index: named_queries(db, args.example_tickers)[i].sql),
                 opts=self._child(),
             )
         return created
-
-
-def _sql(database: str, tickers: tuple[str, ...], index: int) -> str:
-    spec: NamedQuerySpec = named_queries(database, tickers)[index]
-    return spec.sql

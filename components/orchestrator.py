@@ -25,26 +25,23 @@ class BackfillOrchestratorArgs:
     """Its ARN: the only function the orchestrator's role may invoke."""
 
 
-# The BackfillSettings fields the stack configures (the others keep the handler's defaults).
-CONFIGURED = ("start_date", "chunk_months", "request_budget", "concurrency", "max_attempts")
-
-
 def orchestrator_environment(
     shared: SharedInfra, scraper_function_name: pulumi.Input[str]
 ) -> dict[str, pulumi.Input[str]]:
     """The handler's contract (backfill_orchestrator.lambda_handler), written by the class it reads."""
     settings = shared.settings
-    backfill = BackfillSettings(
-        start_date=settings.backfill_start_date,
-        chunk_months=settings.backfill_chunk_months,
-        request_budget=settings.backfill_request_budget,
-        concurrency=settings.backfill_concurrency,
-        max_attempts=settings.backfill_max_attempts,
-    )
+    # The BackfillSettings fields the stack configures (the others keep the handler's defaults).
+    configured = {
+        "start_date": settings.backfill_start_date,
+        "chunk_months": settings.backfill_chunk_months,
+        "request_budget": settings.backfill_request_budget,
+        "concurrency": settings.backfill_concurrency,
+        "max_attempts": settings.backfill_max_attempts,
+    }
     return {
         **base_environment(shared),
         "SCRAPER_FUNCTION_NAME": scraper_function_name,
-        **backfill.to_env(CONFIGURED),
+        **BackfillSettings(**configured).to_env(configured),
     }
 
 

@@ -13,6 +13,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from stockpipe.settings import API_TOKEN_ENV, TiingoSettings
 from stockpipe_local import report as reports
 from stockpipe_local.console import Console
 from stockpipe_local.exits import ExitCode, command_line, with_option
@@ -23,7 +24,7 @@ from stockpipe_local.stack_config import DEFAULT_STACK_FILE, StackConfig, load_s
 def run(args: argparse.Namespace, console: Console) -> ExitCode:
     from stockpipe_local.run_loop import Runner, RunOptions
 
-    token = os.environ.get("TIINGO_API_TOKEN", "").strip() or None
+    token = _env_token()
     use_simulator = token is None if args.simulator is None else args.simulator
     stack = stack_file(args, args.tickers)
     tickers = args.tickers or stack.tickers
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace, console: Console) -> ExitCode:
         max_wait=args.max_wait,
         use_simulator=use_simulator,
         token=token,
-        base_url=os.environ.get("TIINGO_BASE_URL") or None,
+        base_url=_env_base_url(),
         concurrency=args.concurrency,
     )
     with quiet_logs(args.verbose):
@@ -222,11 +223,23 @@ def quiet_logs(verbose: bool) -> Iterator[None]:
 def resolve_data_dir(args: argparse.Namespace, *, use_simulator: bool | None = None) -> Path:
     """``--data-dir``, else the default of the source `run` would use now (token set: the real API)."""
     if use_simulator is None:
-        use_simulator = not os.environ.get("TIINGO_API_TOKEN", "").strip()
-    args.source = source_of(use_simulator, os.environ.get("TIINGO_BASE_URL") or None)
+        use_simulator = _env_token() is None
+    args.source = source_of(use_simulator, _env_base_url())
     path = Path(args.data_dir) if args.data_dir is not None else default_data_dir(args.source)
     args.resolved_data_dir = path
     return path
+
+
+TIINGO_BASE_URL_ENV = TiingoSettings.env_names()["base_url"]
+
+
+def _env_token() -> str | None:
+    """The real API's token, from the environment only (never a file or an option)."""
+    return os.environ.get(API_TOKEN_ENV, "").strip() or None
+
+
+def _env_base_url() -> str | None:
+    return os.environ.get(TIINGO_BASE_URL_ENV) or None
 
 
 def stack_file(args: argparse.Namespace, tickers: Sequence[str] | None = None) -> StackConfig:

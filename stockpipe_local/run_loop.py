@@ -325,10 +325,10 @@ class Runner:
         if quota is not None:
             quota.spend(summary["requests"])
         put_json_merged(store, CATCHUP_KEY, dict.fromkeys(summary["succeeded"], today.isoformat()))
-        failed = {t: f"{f['error']}: {f['message']}" for t, f in summary["failed"].items()}
-        network = [message for message in failed.values() if message.startswith(f"{FailureKind.NETWORK}:")]
+        network = [f["message"] for f in summary["failed"].values() if f["error"] == FailureKind.NETWORK]
         if network:
             return Stop("network", _network_message(base_url, network[0])), {}
+        failed = {t: f"{f['error']}: {f['message']}" for t, f in summary["failed"].items()}
         for ticker, message in failed.items():
             self.console.warn(f"catch-up failed for {ticker}: {message}")
         return None, failed

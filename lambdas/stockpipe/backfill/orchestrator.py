@@ -122,9 +122,7 @@ class Orchestrator:
             if record is None:
                 unknown.append(name)
                 continue
-            record, rev = self.progress.update(
-                name, lambda p, t=name: change(p, [t], self.clock()), chunk_months=cm
-            )
+            record, rev = self.progress.update(name, lambda p, t=name: change(p, [t], self.clock()))
             self.progress.index.record(name, record, rev, cm)  # also when nothing changed: re-sending repairs
         log.info(f"backfill {action}", extra={"tickers": names, "unknown": unknown})
         return ActionAnswer(action=action, tickers=[t for t in names if t not in unknown], unknown=unknown)
